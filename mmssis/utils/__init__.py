@@ -1,0 +1,12 @@
+from .checkpoint import (UnsafeCheckpointError, install_safe_globals, load_checkpoint_file,
+                         safe_globals)
+from .setup_env import register_all_modules
+from .version_check import check_versions
+
+__all__ = [
+    'register_all_modules', 'check_versions', 'install_safe_globals', 'load_checkpoint_file',
+    'safe_globals', 'UnsafeCheckpointError'
+]
+from .runtime import adapt_cfg_to_machine, default_work_dir, set_local_rank_env  # noqa: E402
+
+__all__ += ['adapt_cfg_to_machine', 'default_work_dir', 'set_local_rank_env']

@@ -1,0 +1,61 @@
+"""Runtime adjustments shared by ``tools/train.py`` and ``tools/test.py``."""
+import os
+import os.path as osp
+from typing import Optional
+
+import torch
+from mmengine.config import Config
+
+
+def adapt_cfg_to_machine(cfg: Config) -> Config:
+    """Make a config runnable on the current machine, or fail with a clear message.
+
+    * Distributed runs on a machine without CUDA use the ``gloo`` backend (NCCL needs GPUs).
+    * A config that explicitly asks for CUDA (``device='cuda'`` or a ``cuda`` SAM device)
+      on a machine without it raises instead of failing deep inside a forward pass.
+
+    Args:
+        cfg: The loaded config; modified in place.
+
+    Returns:
+        The same config.
+    """
+    has_cuda = torch.cuda.is_available()
+    asked = _requested_device(cfg)
+    if asked is not None and asked.startswith('cuda') and not has_cuda:
+        raise RuntimeError(
+            f'the config asks for device "{asked}" but this machine has no CUDA device '
+            f'(torch {torch.__version__}, torch.cuda.is_available() is False). Remove the '
+            f'device setting (mmssis then picks the CPU) or run on a GPU machine.')
+    if not has_cuda:
+        env_cfg = cfg.setdefault('env_cfg', {})
+        dist_cfg = env_cfg.setdefault('dist_cfg', {})
+        if dist_cfg.get('backend', 'nccl') == 'nccl':
+            dist_cfg['backend'] = 'gloo'
+    return cfg
+
+
+def _requested_device(cfg: Config) -> Optional[str]:
+    """Return an explicit device the config asks for (top-level or SAM backend), if any."""
+    dev = cfg.get('device', None)
+    if dev:
+        return str(dev)
+    semi = cfg.get('model', {}).get('semi_train_cfg', None) or {}
+    for key in ('sam_refiner', 'sam'):
+        part = semi.get(key, None)
+        if isinstance(part, dict):
+            backend = part.get('backend', part)
+            if isinstance(backend, dict) and backend.get('device'):
+                return str(backend['device'])
+    return None
+
+
+def default_work_dir(config_path: str) -> str:
+    """``./work_dirs/<config stem>``, mmdet's default."""
+    return osp.join('.', 'work_dirs', osp.splitext(osp.basename(config_path))[0])
+
+
+def set_local_rank_env(local_rank: int) -> None:
+    """torchrun passes LOCAL_RANK in the env; ``torch.distributed.launch`` as an argument."""
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(local_rank)

@@ -1,0 +1,136 @@
+"""The main job of README.md: demo data -> training stages -> evaluation -> results.json.
+
+Each stage trains through ``tools/train.py`` in a subprocess (the way users run it) and is
+skipped when its final checkpoint already exists, so an interrupted ``make demo`` picks up
+where it stopped. Evaluation uses mmengine's test loop with ``CocoMetric`` (bbox + segm).
+Results are written to ``<work-dir>/results.json`` as ``{row: {"segm_mAP": .., "bbox_mAP": ..}}``.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, REPO)
+
+SUP_CONFIG = 'configs/demo/mask-rcnn_effnetlite0_fpn_600it_sup-0.08-demo.py'
+
+# (row name, config, cfg-options applied to both training and evaluation)
+STAGES: List[Dict] = [
+    dict(row='sup', config=SUP_CONFIG, train_options=[]),
+]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Run the mmssis demo end to end')
+    parser.add_argument('--work-dir', default='work_dirs/demo')
+    parser.add_argument('--data-root', default='data/demo')
+    parser.add_argument('--rows', nargs='+', default=None,
+                        help='only these result rows (default: all)')
+    parser.add_argument('--force', action='store_true', help='retrain even if done')
+    return parser.parse_args()
+
+
+def run(cmd: List[str], log_file: Optional[str] = None) -> None:
+    """Run a command from the repository root; fail loudly with the log's tail."""
+    print('+ ' + ' '.join(cmd), flush=True)
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    if log_file is None:
+        subprocess.run(cmd, cwd=REPO, env=env, check=True)
+        return
+    with open(log_file, 'w') as f:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            f.write(line)
+            # Keep the console readable: only the runner's progress lines.
+            if ' - mmengine - INFO - Iter(' in line or 'coco/segm_mAP' in line or \
+                    'Error' in line:
+                print('  ' + line.rstrip()[-160:], flush=True)
+        if proc.wait() != 0:
+            raise SystemExit(f'stage failed: {" ".join(cmd)}\nfull log: {log_file}')
+
+
+def evaluate(config: str, checkpoint: str, work_dir: str, options: List[str]) -> Dict:
+    """Evaluate a checkpoint; returns mmdet's metric dict (``coco/segm_mAP`` ...)."""
+    from mmengine.config import Config, DictAction  # noqa: F401
+    from mmengine.runner import Runner
+
+    from mmssis.utils import adapt_cfg_to_machine, register_all_modules
+    register_all_modules(init_default_scope=False)
+    cfg = Config.fromfile(osp.join(REPO, config))
+    if options:
+        cfg.merge_from_dict(dict(o.split('=', 1) for o in options))
+    cfg.work_dir = work_dir
+    cfg.load_from = checkpoint
+    cfg.default_hooks.visualization = dict(type='DetVisualizationHook')
+    adapt_cfg_to_machine(cfg)
+    return Runner.from_cfg(cfg).test()
+
+
+def main() -> None:
+    args = parse_args()
+    os.chdir(REPO)
+    os.environ.setdefault('MMSSIS_DEMO_ROOT', args.data_root.rstrip('/') + '/')
+    os.makedirs(args.work_dir, exist_ok=True)
+    t0 = time.time()
+    timings: Dict[str, float] = {}
+
+    t = time.time()
+    run([sys.executable, 'tools/misc/generate_demo_data.py', '--out', args.data_root])
+    timings['data'] = time.time() - t
+
+    results_file = osp.join(args.work_dir, 'results.json')
+    results = {}
+    if osp.isfile(results_file):
+        with open(results_file) as f:
+            results = json.load(f)
+    for stage in STAGES:
+        row = stage['row']
+        if args.rows and row not in args.rows:
+            continue
+        stage_dir = osp.join(args.work_dir, row)
+        os.makedirs(stage_dir, exist_ok=True)
+        ckpt = osp.join(stage_dir, 'final.pth')
+        t = time.time()
+        if args.force or not osp.isfile(ckpt):
+            cmd = [sys.executable, 'tools/train.py', stage['config'], '--work-dir', stage_dir]
+            if osp.isfile(osp.join(stage_dir, 'last_checkpoint')):
+                cmd.append('--resume')
+            if stage['train_options']:
+                cmd += ['--cfg-options', *stage['train_options']]
+            print(f'== training {row}: {stage["config"]}', flush=True)
+            run(cmd, log_file=osp.join(stage_dir, 'train.log'))
+            with open(osp.join(stage_dir, 'last_checkpoint')) as f:
+                last = f.read().strip()
+            os.replace(last, ckpt)
+        timings[f'train_{row}'] = time.time() - t
+        t = time.time()
+        print(f'== evaluating {row}', flush=True)
+        metrics = evaluate(stage['config'], ckpt, osp.join(stage_dir, 'eval'),
+                           stage['train_options'])
+        timings[f'eval_{row}'] = time.time() - t
+        results[row] = {
+            'segm_mAP': float(metrics['coco/segm_mAP']),
+            'bbox_mAP': float(metrics['coco/bbox_mAP']),
+            'segm_mAP_50': float(metrics['coco/segm_mAP_50']),
+            'config': stage['config'],
+        }
+        with open(results_file, 'w') as f:
+            json.dump(results, f, indent=2)
+
+    print('\n== demo results (val set, COCO mAP)')
+    print(f'{"row":<14}{"segm_mAP":>10}{"bbox_mAP":>10}')
+    for row, r in results.items():
+        print(f'{row:<14}{r["segm_mAP"]:>10.3f}{r["bbox_mAP"]:>10.3f}')
+    print(f'\nwritten {results_file}; timings (s): ' +
+          ', '.join(f'{k}={v:.0f}' for k, v in timings.items()) +
+          f'; total {time.time() - t0:.0f}s')
+
+
+if __name__ == '__main__':
+    main()
