@@ -1,0 +1,73 @@
+# Semi-supervised demo data: labelled 8 % split + the unlabelled rest of train, val with GT.
+# Unlabelled images get one shared geometric augmentation (resize + flip) *before* the
+# branches split, so teacher and student views differ only photometrically, as in S4M.
+# (Independent geometry per branch also works: pseudo-masks are warped with the views'
+# homography matrices; see docs.)
+_base_ = './demo_instance.py'
+
+color_space = [
+    [dict(type='ColorTransform')],
+    [dict(type='AutoContrast')],
+    [dict(type='Equalize')],
+    [dict(type='Sharpness')],
+    [dict(type='Posterize')],
+    [dict(type='Solarize')],
+    [dict(type='Color')],
+    [dict(type='Contrast')],
+    [dict(type='Brightness')],
+]
+branch_field = ['sup', 'unsup_teacher', 'unsup_student']
+meta_keys = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip',
+             'flip_direction', 'homography_matrix')
+
+sup_pipeline = [
+    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='RandomResize', scale={{_base_.img_scale}}, ratio_range=(0.8, 1.25),
+         keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='RandAugment', aug_space=color_space, aug_num=1),
+    dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-2, 1e-2), by_mask=True),
+    dict(type='MultiBranch', branch_field=branch_field,
+         sup=dict(type='PackDetInputs', meta_keys=meta_keys)),
+]
+weak_pipeline = [dict(type='PackDetInputs', meta_keys=meta_keys)]
+strong_pipeline = [
+    dict(type='RandAugment', aug_space=color_space, aug_num=2),
+    dict(type='PackDetInputs', meta_keys=meta_keys),
+]
+unsup_pipeline = [
+    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
+    dict(type='LoadEmptyAnnotations', with_bbox=True, with_mask=True),
+    dict(type='RandomResize', scale={{_base_.img_scale}}, ratio_range=(0.8, 1.25),
+         keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='MultiBranch', branch_field=branch_field,
+         unsup_teacher=weak_pipeline, unsup_student=strong_pipeline),
+]
+
+labeled_dataset = dict(
+    type={{_base_.dataset_type}},
+    data_root={{_base_.data_root}},
+    metainfo={{_base_.metainfo}},
+    ann_file='annotations/instances_train.1@8.json',
+    data_prefix=dict(img='images/'),
+    filter_cfg=dict(filter_empty_gt=True, min_size=8),
+    pipeline=sup_pipeline)
+unlabeled_dataset = dict(
+    type={{_base_.dataset_type}},
+    data_root={{_base_.data_root}},
+    metainfo={{_base_.metainfo}},
+    ann_file='annotations/instances_train.1@8-unlabeled.json',
+    data_prefix=dict(img='images/'),
+    filter_cfg=dict(filter_empty_gt=False),
+    pipeline=unsup_pipeline)
+
+batch_size = 4
+train_dataloader = dict(
+    _delete_=True,
+    batch_size=batch_size,
+    num_workers=1,
+    persistent_workers=True,
+    sampler=dict(type='GroupMultiSourceSampler', batch_size=batch_size, source_ratio=[1, 1]),
+    dataset=dict(type='ConcatDataset', datasets=[labeled_dataset, unlabeled_dataset]))

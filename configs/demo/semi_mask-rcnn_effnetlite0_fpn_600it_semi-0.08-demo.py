@@ -1,0 +1,27 @@
+# Stage 2 (semi-supervised, no SAM) on the demo data: a fresh student (ImageNet
+# EfficientNet-Lite0) learns from the labelled split and from pseudo-masks of the stage-1
+# teacher (`load_from` = the supervised demo checkpoint; it fills the teacher only).
+_base_ = [
+    '../_base_/models/mask-rcnn_effnetlite0_fpn_demo.py',
+    '../_base_/datasets/semi_demo_instance.py',
+    '../_base_/schedules/demo_semi.py',
+    '../_base_/demo_runtime.py',
+]
+
+detector = _base_.model
+model = dict(
+    _delete_=True,
+    type='SemiMaskDetector',
+    detector=detector,
+    data_preprocessor=dict(
+        type='MultiBranchDataPreprocessor', data_preprocessor=detector.data_preprocessor),
+    semi_train_cfg=dict(
+        sup_weight=1.0,
+        unsup_weight=2.0,
+        score_thr=0.7,
+        mask_thr=0.5,
+        min_mask_area=5),
+    semi_test_cfg=dict(predict_on='student'))
+
+# Set by tools/misc/run_demo.py to the stage-1 checkpoint.
+load_from = None

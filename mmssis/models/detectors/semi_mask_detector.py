@@ -1,0 +1,260 @@
+"""Semi-supervised instance segmentation on top of mmdet's ``SemiBaseDetector``.
+
+mmdet's semi-supervised detectors project pseudo *boxes* only and drop masks. This detector
+carries teacher pseudo-*masks* into the student view, which is what S4M / Guided
+Distillation train on, and offers the hook points the S4M parts plug into:
+
+1. the teacher predicts on the weak view (``unsup_teacher`` branch) with soft masks;
+2. pseudo-instances are filtered: class score > ``score_thr`` (a float, or per class),
+   mask logits binarised at 0.5 (``sigmoid >= mask_thr``), mask area > ``min_mask_area``;
+   boxes are recomputed from the kept masks;
+3. optional SAM refinement (``sam_refiner``) replaces teacher masks with SAM masks;
+4. pseudo-instances are projected into the student view (``unsup_student``) with the
+   views' ``homography_matrix`` (flip / resize / crop / pad all compose);
+5. optional batch-level instance mixing (``instance_mixer``, ARP) on the student batch;
+6. the student is trained on labelled data (``sup_`` losses) and pseudo-labels
+   (``unsup_`` losses, weight ``unsup_weight``). Images whose pseudo-labels are all filtered
+   out still train as background.
+
+Two-stage schedule: ``load_from`` a *plain* (stage-1, single detector) checkpoint fills the
+teacher only; the student keeps its ImageNet backbone initialisation. A checkpoint with
+``teacher.``/``student.`` keys (resume) loads both as saved.
+"""
+import copy
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from mmdet.models.detectors import SemiBaseDetector
+from mmdet.models.utils import rename_loss_dict, reweight_loss_dict
+from mmdet.structures import SampleList
+from mmdet.structures.mask import BitmapMasks
+from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
+from mmengine.config import ConfigDict
+from mmengine.structures import InstanceData
+from torch import Tensor
+
+from mmssis.models.utils.mask_projection import masks_to_boxes, project_instance_masks
+from mmssis.registry import MODELS
+from .pseudo_labels import teacher_pseudo_instances
+
+DEFAULT_SEMI_TRAIN_CFG = dict(
+    freeze_teacher=True,
+    sup_weight=1.0,
+    unsup_weight=2.0,
+    score_thr=0.7,
+    mask_thr=0.5,
+    min_mask_area=5,
+    projection_mode='bilinear',
+    init_student_from_teacher=False,
+)
+
+
+@MODELS.register_module()
+class SemiMaskDetector(SemiBaseDetector):
+    """Teacher-student semi-supervised instance segmentation for any mmdet mask model.
+
+    Args:
+        detector: Config of the student/teacher detector (Mask R-CNN, Mask2Former, ...).
+        semi_train_cfg: Semi-supervised training options; defaults in
+            ``DEFAULT_SEMI_TRAIN_CFG``. ``score_thr`` may be a float or a per-class list.
+            ``sam_refiner`` / ``instance_mixer`` (dicts) switch on SAM refinement / ARP.
+        semi_test_cfg: ``predict_on='teacher'|'student'``.
+        data_preprocessor: Usually a ``MultiBranchDataPreprocessor``.
+        init_cfg: Initialisation config.
+    """
+
+    def __init__(self,
+                 detector: ConfigType,
+                 semi_train_cfg: OptConfigType = None,
+                 semi_test_cfg: OptConfigType = None,
+                 data_preprocessor: OptConfigType = None,
+                 init_cfg: OptMultiConfig = None) -> None:
+        cfg = ConfigDict(DEFAULT_SEMI_TRAIN_CFG)
+        cfg.update(semi_train_cfg or {})
+        super().__init__(detector=detector, semi_train_cfg=cfg,
+                         semi_test_cfg=ConfigDict(semi_test_cfg or dict(predict_on='teacher')),
+                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        # Per-class thresholds may be replaced at run time (confidence calibration hook).
+        self.class_score_thr: Optional[Tensor] = None
+        self._sam_refiner = None
+        self._instance_mixer = None
+        if cfg.get('sam_refiner'):
+            # SAM is frozen and must stay out of state_dict/EMA/optimizer: the refiner is
+            # stored in __dict__ (object.__setattr__), not registered as a sub-module.
+            object.__setattr__(self, '_sam_refiner', MODELS.build(cfg['sam_refiner']))
+        if cfg.get('instance_mixer'):
+            object.__setattr__(self, '_instance_mixer', MODELS.build(cfg['instance_mixer']))
+        self._last_pseudo_stats: Dict[str, float] = {}
+
+    # ----------------------------------------------------------------------------------
+    # properties
+    @property
+    def sam_refiner(self):
+        """The frozen SAM refiner (not an ``nn.Module`` child: never saved or optimised)."""
+        return self._sam_refiner
+
+    @property
+    def instance_mixer(self):
+        return self._instance_mixer
+
+    @property
+    def num_classes(self) -> int:
+        det = self.student
+        if hasattr(det, 'panoptic_head'):
+            return det.panoptic_head.num_things_classes
+        return det.roi_head.bbox_head.num_classes
+
+    def score_thresholds(self, labels: Tensor) -> Tensor:
+        """Per-instance score threshold for ``labels`` (N,) -> (N,) float."""
+        if self.class_score_thr is not None:
+            return self.class_score_thr.to(labels.device)[labels]
+        thr = self.semi_train_cfg.score_thr
+        if isinstance(thr, (list, tuple)):
+            return torch.as_tensor(thr, dtype=torch.float32, device=labels.device)[labels]
+        return torch.full(labels.shape, float(thr), device=labels.device)
+
+    # ----------------------------------------------------------------------------------
+    # training
+    def loss(self, multi_batch_inputs: Dict[str, Tensor],
+             multi_batch_data_samples: Dict[str, SampleList]) -> dict:
+        """Supervised + pseudo-label losses.
+
+        Args:
+            multi_batch_inputs: ``sup`` / ``unsup_teacher`` / ``unsup_student`` images,
+                each (B, 3, H, W), normalised.
+            multi_batch_data_samples: The matching data samples.
+
+        Returns:
+            Loss dict with ``sup_*`` and ``unsup_*`` keys plus pseudo-label statistics.
+        """
+        losses = dict()
+        losses.update(**self.loss_by_gt_instances(multi_batch_inputs['sup'],
+                                                  multi_batch_data_samples['sup']))
+        teacher_samples, batch_info = self.get_pseudo_instances(
+            multi_batch_inputs['unsup_teacher'], multi_batch_data_samples['unsup_teacher'])
+        student_inputs = multi_batch_inputs['unsup_student']
+        student_samples = self.project_pseudo_instances(
+            teacher_samples, multi_batch_data_samples['unsup_student'])
+        if self._instance_mixer is not None:
+            student_inputs, student_samples = self._instance_mixer(
+                student_inputs, student_samples, data_preprocessor=self.data_preprocessor)
+        losses.update(**self.loss_by_pseudo_instances(student_inputs, student_samples,
+                                                      batch_info))
+        return losses
+
+    def loss_by_pseudo_instances(self, batch_inputs: Tensor, batch_data_samples: SampleList,
+                                 batch_info: Optional[dict] = None) -> dict:
+        """Student loss on pseudo-labels (already filtered); background-only images train."""
+        losses = self.student.loss(batch_inputs, batch_data_samples)
+        weight = self.semi_train_cfg.get('unsup_weight', 2.0)
+        losses = rename_loss_dict('unsup_', reweight_loss_dict(losses, weight))
+        num = sum(len(s.gt_instances) for s in batch_data_samples)
+        # Keys without 'loss' are logged but not summed into the total loss.
+        losses['unsup_pseudo_num'] = torch.tensor(float(num) / max(len(batch_data_samples), 1),
+                                                  device=batch_inputs.device)
+        for key, value in (batch_info or {}).items():
+            losses[key] = torch.tensor(float(value), device=batch_inputs.device)
+        return losses
+
+    @torch.no_grad()
+    def get_pseudo_instances(self, batch_inputs: Tensor, batch_data_samples: SampleList
+                             ) -> Tuple[SampleList, dict]:
+        """Teacher predictions on the weak view, filtered (and refined by SAM if enabled).
+
+        Returns:
+            The teacher samples with ``gt_instances`` (bboxes, labels, scores,
+            masks: ``(N, H_t, W_t)`` bool tensor at the teacher ``img_shape``,
+            mask_logits) and a dict of statistics for logging.
+        """
+        self.teacher.eval()
+        candidates = teacher_pseudo_instances(self.teacher, batch_inputs, batch_data_samples)
+        kept = [self.filter_pseudo_instances(inst) for inst in candidates]
+        info = {'unsup_pseudo_num_teacher': sum(len(k) for k in kept) / max(len(kept), 1)}
+        if self._sam_refiner is not None:
+            kept, sam_info = self._sam_refiner.refine_batch(
+                batch_inputs, batch_data_samples, kept, self.data_preprocessor)
+            kept = [self._drop_small(inst) for inst in kept]
+            info.update(sam_info)
+        for sample, inst in zip(batch_data_samples, kept):
+            sample.gt_instances = inst
+        return batch_data_samples, info
+
+    def filter_pseudo_instances(self, inst: InstanceData) -> InstanceData:
+        """Keep score > threshold and mask area > ``min_mask_area``; boxes from masks.
+
+        Args:
+            inst: Candidates with ``scores`` (N,), ``labels`` (N,), ``mask_logits``
+                (N, H, W).
+
+        Returns:
+            Kept instances with boolean ``masks`` (N', H, W) and recomputed ``bboxes``.
+        """
+        keep = inst.scores > self.score_thresholds(inst.labels)
+        inst = inst[keep]
+        prob_thr = float(self.semi_train_cfg.mask_thr)
+        logit_thr = float(np.log(prob_thr / (1 - prob_thr)))
+        inst.masks = inst.mask_logits >= logit_thr
+        return self._drop_small(inst)
+
+    def _drop_small(self, inst: InstanceData) -> InstanceData:
+        area = inst.masks.flatten(1).sum(1) if len(inst) else inst.scores.new_zeros(0)
+        inst = inst[area > self.semi_train_cfg.min_mask_area]
+        inst.bboxes = masks_to_boxes(inst.masks)
+        return inst
+
+    def project_pseudo_instances(self, batch_pseudo_instances: SampleList,
+                                 batch_data_samples: SampleList) -> SampleList:
+        """Warp teacher-view pseudo-instances into the student view.
+
+        Masks are warped with ``H_student @ inv(H_teacher)`` to the student ``img_shape``
+        (zero-padded to ``batch_input_shape`` for MaskFormer-family students), stored as
+        ``BitmapMasks`` like ground truth; boxes are recomputed from the warped masks and
+        instances left smaller than ``min_mask_area`` (e.g. cropped away) are dropped.
+        """
+        pad = hasattr(self.student, 'panoptic_head')
+        for teacher_sample, student_sample in zip(batch_pseudo_instances, batch_data_samples):
+            inst = teacher_sample.gt_instances
+            inst = InstanceData(labels=inst.labels, scores=inst.scores, masks=inst.masks)
+            projected = project_instance_masks(
+                inst, teacher_sample, student_sample,
+                mode=self.semi_train_cfg.projection_mode, pad_to_batch_input=pad,
+                project_bboxes=False)
+            masks = projected.masks
+            area = masks.flatten(1).sum(1) if len(projected) else masks.new_zeros(0)
+            projected = projected[area > self.semi_train_cfg.min_mask_area]
+            masks = projected.masks
+            projected.bboxes = masks_to_boxes(masks)
+            h, w = masks.shape[-2:]
+            projected.masks = BitmapMasks(masks.cpu().numpy().astype(np.uint8), h, w)
+            student_sample.gt_instances = projected
+        return batch_data_samples
+
+    # ----------------------------------------------------------------------------------
+    # checkpoints
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, local_metadata: dict,
+                              strict: bool, missing_keys: Union[List[str], str],
+                              unexpected_keys: Union[List[str], str],
+                              error_msgs: Union[List[str], str]) -> None:
+        """A plain single-detector checkpoint initialises the *teacher* only.
+
+        mmdet's ``SemiBaseDetector`` copies such a checkpoint into both networks; the
+        two-stage schedule needs the student to keep its ImageNet initialisation, so the
+        student's current weights are kept (unless ``init_student_from_teacher``).
+        """
+        own = [k for k in state_dict if k.startswith(prefix)]
+        is_plain = own and not any(k[len(prefix):].startswith(('student.', 'teacher.'))
+                                   for k in own)
+        if is_plain:
+            plain = {k[len(prefix):]: state_dict.pop(k) for k in own}
+            for key, value in plain.items():
+                state_dict[f'{prefix}teacher.{key}'] = value
+            if self.semi_train_cfg.get('init_student_from_teacher', False):
+                for key, value in plain.items():
+                    state_dict[f'{prefix}student.{key}'] = value
+            else:
+                for key, value in self.student.state_dict().items():
+                    state_dict[f'{prefix}student.{key}'] = value
+        super(SemiBaseDetector, self)._load_from_state_dict(state_dict, prefix, local_metadata,
+                                                            strict, missing_keys,
+                                                            unexpected_keys, error_msgs)

@@ -1,0 +1,119 @@
+"""Small hand-built batches and detectors for unit tests (no data set needed)."""
+from typing import Dict, List, Tuple
+
+import numpy as np
+import torch
+from mmdet.structures import DetDataSample
+from mmdet.structures.mask import BitmapMasks
+from mmengine.structures import InstanceData
+
+
+def tiny_mask_rcnn_cfg(num_classes: int = 3) -> dict:
+    """A small Mask R-CNN (EfficientNet-Lite0 without ImageNet weights, 32-ch FPN)."""
+    return dict(
+        type='MaskRCNN',
+        _scope_='mmdet',
+        data_preprocessor=dict(type='DetDataPreprocessor', mean=[127.0] * 3, std=[128.0] * 3,
+                               bgr_to_rgb=True, pad_mask=True, pad_size_divisor=32),
+        backbone=dict(type='mmssis.EfficientNetLite', pretrained=False),
+        neck=dict(type='FPN', in_channels=[24, 40, 112, 320], out_channels=32, num_outs=5),
+        rpn_head=dict(
+            type='RPNHead', in_channels=32, feat_channels=32,
+            anchor_generator=dict(type='AnchorGenerator', scales=[4], ratios=[0.5, 1.0, 2.0],
+                                  strides=[4, 8, 16, 32, 64]),
+            bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[.0] * 4,
+                            target_stds=[1.0] * 4),
+            loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
+            loss_bbox=dict(type='L1Loss', loss_weight=1.0)),
+        roi_head=dict(
+            type='StandardRoIHead',
+            bbox_roi_extractor=dict(type='SingleRoIExtractor',
+                                    roi_layer=dict(type='RoIAlign', output_size=7,
+                                                   sampling_ratio=0),
+                                    out_channels=32, featmap_strides=[4, 8, 16, 32]),
+            bbox_head=dict(type='Shared2FCBBoxHead', in_channels=32, fc_out_channels=64,
+                           roi_feat_size=7, num_classes=num_classes,
+                           bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0.] * 4,
+                                           target_stds=[0.1, 0.1, 0.2, 0.2]),
+                           reg_class_agnostic=False,
+                           loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False,
+                                         loss_weight=1.0),
+                           loss_bbox=dict(type='L1Loss', loss_weight=1.0)),
+            mask_roi_extractor=dict(type='SingleRoIExtractor',
+                                    roi_layer=dict(type='RoIAlign', output_size=14,
+                                                   sampling_ratio=0),
+                                    out_channels=32, featmap_strides=[4, 8, 16, 32]),
+            mask_head=dict(type='FCNMaskHead', num_convs=2, in_channels=32,
+                           conv_out_channels=32, num_classes=num_classes,
+                           loss_mask=dict(type='CrossEntropyLoss', use_mask=True,
+                                          loss_weight=1.0))),
+        train_cfg=dict(
+            rpn=dict(assigner=dict(type='MaxIoUAssigner', pos_iou_thr=0.7, neg_iou_thr=0.3,
+                                   min_pos_iou=0.3, match_low_quality=True,
+                                   ignore_iof_thr=-1),
+                     sampler=dict(type='RandomSampler', num=64, pos_fraction=0.5,
+                                  neg_pos_ub=-1, add_gt_as_proposals=False),
+                     allowed_border=-1, pos_weight=-1, debug=False),
+            rpn_proposal=dict(nms_pre=200, max_per_img=100,
+                              nms=dict(type='nms', iou_threshold=0.7), min_bbox_size=0),
+            rcnn=dict(assigner=dict(type='MaxIoUAssigner', pos_iou_thr=0.5, neg_iou_thr=0.5,
+                                    min_pos_iou=0.5, match_low_quality=True,
+                                    ignore_iof_thr=-1),
+                      sampler=dict(type='RandomSampler', num=64, pos_fraction=0.25,
+                                   neg_pos_ub=-1, add_gt_as_proposals=True),
+                      mask_size=28, pos_weight=-1, debug=False)),
+        test_cfg=dict(
+            rpn=dict(nms_pre=200, max_per_img=100, nms=dict(type='nms', iou_threshold=0.7),
+                     min_bbox_size=0),
+            rcnn=dict(score_thr=0.05, nms=dict(type='nms', iou_threshold=0.5),
+                      max_per_img=20, mask_thr_binary=0.5)))
+
+
+def _square_mask(size: Tuple[int, int], box: Tuple[int, int, int, int]) -> np.ndarray:
+    m = np.zeros(size, dtype=np.uint8)
+    x1, y1, x2, y2 = box
+    m[y1:y2, x1:x2] = 1
+    return m
+
+
+def make_sample(img_shape: Tuple[int, int] = (64, 64), with_gt: bool = True,
+                homography: np.ndarray = None, num_classes: int = 3) -> DetDataSample:
+    """A data sample with metainfo like mmdet's pipeline + preprocessor produce."""
+    h, w = img_shape
+    hom = np.eye(3, dtype=np.float32) if homography is None else homography.astype(np.float32)
+    sample = DetDataSample(metainfo=dict(
+        img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w), batch_input_shape=(h, w),
+        scale_factor=(1.0, 1.0), homography_matrix=hom, flip=False, flip_direction=None,
+        img_id=0, img_path='none.png'))
+    inst = InstanceData()
+    if with_gt:
+        boxes = [(8, 8, 30, 30), (34, 20, 60, 50)]
+        inst.bboxes = torch.tensor(boxes, dtype=torch.float32)
+        inst.labels = torch.tensor([0, 1 % num_classes])
+        inst.masks = BitmapMasks(np.stack([_square_mask((h, w), b) for b in boxes]), h, w)
+    else:
+        inst.bboxes = torch.zeros((0, 4))
+        inst.labels = torch.zeros((0, ), dtype=torch.long)
+        inst.masks = BitmapMasks(np.zeros((0, h, w), dtype=np.uint8), h, w)
+    sample.gt_instances = inst
+    return sample
+
+
+def make_semi_batch(batch: int = 2, img_shape: Tuple[int, int] = (64, 64),
+                    seed: int = 0) -> Tuple[Dict[str, torch.Tensor], Dict[str, List]]:
+    """Normalised multi-branch inputs and samples, as ``MultiBranchDataPreprocessor`` emits.
+
+    The unlabelled views share geometry except a horizontal flip on the student view.
+    """
+    g = torch.Generator().manual_seed(seed)
+    h, w = img_shape
+    flip = np.array([[-1, 0, w], [0, 1, 0], [0, 0, 1]], dtype=np.float32)
+    inputs = {k: torch.randn(batch, 3, h, w, generator=g)
+              for k in ('sup', 'unsup_teacher', 'unsup_student')}
+    samples = {
+        'sup': [make_sample(img_shape) for _ in range(batch)],
+        'unsup_teacher': [make_sample(img_shape, with_gt=False) for _ in range(batch)],
+        'unsup_student': [make_sample(img_shape, with_gt=False, homography=flip)
+                          for _ in range(batch)],
+    }
+    return inputs, samples
