@@ -60,7 +60,8 @@ def _perturb_student(model: ToySemi, seed: int) -> None:
 def _step(hook: TeacherScheduleHook, runner: MagicMock, it: int) -> None:
     """Run iteration ``it`` (0-based) as mmengine does: train step then after_train_iter."""
     runner.iter = it
-    _perturb_student(runner.model, seed=it)
+    model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+    _perturb_student(model, seed=it)
     hook.after_train_iter(runner, batch_idx=it)
 
 
@@ -98,7 +99,6 @@ def test_before_train_freezes_and_does_not_copy():
 
 
 def test_model_wrapper_is_unwrapped():
-    from mmengine.model import MMDistributedDataParallel  # noqa: F401  (registers wrapper)
     from mmengine.registry import MODEL_WRAPPERS
 
     @MODEL_WRAPPERS.register_module(name='_ToyWrapperForTeacherHook', force=True)
