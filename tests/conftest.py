@@ -17,3 +17,20 @@ def _register_mmssis():
 @pytest.fixture(scope='session')
 def repo_root() -> str:
     return REPO
+
+
+TINY_DEMO = dict(seed=0, num_train=12, num_val=4, image_size=128)
+
+
+@pytest.fixture(scope='session')
+def tiny_params() -> dict:
+    """Generator arguments of :func:`tiny_demo`."""
+    return dict(TINY_DEMO)
+
+
+@pytest.fixture(scope='session')
+def tiny_demo(tmp_path_factory):
+    """A 12 + 4 image, 128 px demo set (generated once per session, < 1 s)."""
+    from mmssis.datasets.demo_data import generate_demo_dataset
+    root = tmp_path_factory.mktemp('demo')
+    return generate_demo_dataset(str(root), **TINY_DEMO)

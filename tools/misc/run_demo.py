@@ -17,7 +17,7 @@ from typing import Dict, List, Optional
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
 
-SUP_CONFIG = 'configs/demo/mask-rcnn_effnetlite0_fpn_600it_sup-0.08-demo.py'
+SUP_CONFIG = 'configs/demo/mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py'
 
 # (row name, config, cfg-options applied to both training and evaluation)
 STAGES: List[Dict] = [

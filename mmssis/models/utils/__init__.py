@@ -5,3 +5,6 @@ __all__ = [
     'project_masks', 'project_instance_masks', 'masks_to_boxes', 'relative_homography',
     'sample_homography'
 ]
+from .sam_pseudo_refiner import PseudoLabelSamRefiner, denormalize_views  # noqa: E402
+
+__all__ += ['PseudoLabelSamRefiner', 'denormalize_views']

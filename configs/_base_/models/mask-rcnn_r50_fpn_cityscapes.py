@@ -1,0 +1,7 @@
+# MMDetection's Mask R-CNN R50-FPN (ImageNet `torchvision://resnet50` backbone) with the
+# 8 Cityscapes thing classes. Unlike mmdet's Cityscapes recipe, nothing is initialised from a
+# COCO-trained detector: COCO labels would leak extra supervision into the semi-supervised
+# protocol. Inherited dicts keep `_scope_='mmdet'` (mmssis types need the `mmssis.` prefix).
+_base_ = 'mmdet::_base_/models/mask-rcnn_r50_fpn.py'
+model = dict(
+    roi_head=dict(bbox_head=dict(num_classes=8), mask_head=dict(num_classes=8)))

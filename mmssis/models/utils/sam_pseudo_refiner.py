@@ -1,0 +1,152 @@
+"""SAM refinement of a batch of teacher pseudo-instances inside the stage-2 detector.
+
+The detector hands over normalised, padded teacher-view images and the kept
+pseudo-instances (masks + logits in the teacher view). This module turns each view back
+into the uint8 RGB image SAM expects and runs :class:`mmssis.sam.SamMaskRefiner` once per
+image (one encode, one batched decode).
+
+Two places to encode (``embed_on``):
+
+* ``'view'``: the teacher view itself (resized/flipped). Exact, but the cache only hits
+  when the same geometric view recurs.
+* ``'original'``: the un-augmented image read from ``img_path``. Teacher mask logits are
+  warped into the original frame through ``inv(homography_matrix)``, refined there, and the
+  refined masks warped back. With a cache, every image is encoded once for the whole run
+  (hit rate -> 1 after the first epoch).
+"""
+from typing import Dict, List, Optional, Tuple
+
+import mmcv
+import numpy as np
+import torch
+from mmdet.structures import SampleList
+from mmengine.structures import InstanceData
+from torch import Tensor
+
+from mmssis.registry import MODELS
+from .mask_projection import masks_to_boxes, project_masks, sample_homography
+
+
+def denormalize_views(batch_inputs: Tensor, batch_data_samples: SampleList,
+                      data_preprocessor) -> List[np.ndarray]:
+    """Recover the uint8 RGB images of a normalised batch, cropped to each ``img_shape``.
+
+    Args:
+        batch_inputs: (B, 3, H_pad, W_pad) tensor, ``(img - mean) / std`` in the channel
+            order the preprocessor produced.
+        batch_data_samples: Samples with ``img_shape``.
+        data_preprocessor: ``DetDataPreprocessor`` or ``MultiBranchDataPreprocessor``.
+
+    Returns:
+        B arrays of shape (h_i, w_i, 3), uint8, RGB.
+    """
+    pre = getattr(data_preprocessor, 'data_preprocessor', data_preprocessor)
+    x = batch_inputs.detach().float()
+    if getattr(pre, '_enable_normalize', False):
+        x = x * pre.std.to(x) + pre.mean.to(x)
+    # mmcv loads BGR; the preprocessor flips to RGB only with bgr_to_rgb=True.
+    rgb_order = getattr(pre, '_channel_conversion', False)
+    out = []
+    for img, sample in zip(x, batch_data_samples):
+        h, w = sample.metainfo['img_shape'][:2]
+        arr = img[:, :h, :w].clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0)
+        arr = arr.cpu().numpy()
+        out.append(np.ascontiguousarray(arr if rgb_order else arr[..., ::-1]))
+    return out
+
+
+@MODELS.register_module()
+class PseudoLabelSamRefiner:
+    """Batch adapter between :class:`SemiMaskDetector` and :class:`SamMaskRefiner`.
+
+    Args:
+        refiner: Config of a :class:`mmssis.sam.SamMaskRefiner` (backend, num_points,
+            use_box, multimask, iou_thr, cache ...).
+        embed_on: ``'original'`` or ``'view'`` (see module docstring).
+    """
+
+    def __init__(self, refiner: dict, embed_on: str = 'original') -> None:
+        if embed_on not in ('original', 'view'):
+            raise ValueError(f"embed_on must be 'original' or 'view', got {embed_on!r}")
+        self.refiner = MODELS.build(refiner)
+        self.embed_on = embed_on
+
+    @torch.no_grad()
+    def refine_batch(self, batch_inputs: Tensor, batch_data_samples: SampleList,
+                     instances: List[InstanceData], data_preprocessor
+                     ) -> Tuple[List[InstanceData], Dict[str, float]]:
+        """Replace each instance's teacher mask with SAM's.
+
+        Args:
+            batch_inputs: (B, 3, H_pad, W_pad) normalised teacher-view images.
+            batch_data_samples: Teacher-view samples (``img_shape``, ``img_path``,
+                ``homography_matrix``, ``ori_shape``).
+            instances: Per image, kept pseudo-instances with ``mask_logits`` and
+                ``masks`` (N, h, w) at the teacher ``img_shape``, ``bboxes`` (N, 4).
+            data_preprocessor: The detector's preprocessor (for de-normalisation).
+
+        Returns:
+            The refined instances (new ``masks``; ``sam_iou`` = SAM's predicted IoU) and
+            logging statistics: mean IoU between teacher and refined masks, share of
+            instances whose mask came from SAM, and the embedding-cache hit rate.
+        """
+        views = None
+        if self.embed_on == 'view':
+            views = denormalize_views(batch_inputs, batch_data_samples, data_preprocessor)
+        ious, used, out = [], [], []
+        for i, (sample, inst) in enumerate(zip(batch_data_samples, instances)):
+            if len(inst) == 0:
+                out.append(inst)
+                continue
+            if self.embed_on == 'view':
+                res = self.refiner.refine(views[i], inst.mask_logits, inst.bboxes,
+                                          cache_key=self._view_key(sample))
+                masks = res.masks
+            else:
+                masks, res = self._refine_in_original(sample, inst)
+            inst = inst.clone()
+            ious.append(_mask_iou(inst.masks, masks))
+            used.append(res.from_sam.float())
+            inst.masks = masks
+            inst.sam_iou = res.iou_pred
+            out.append(inst)
+        stats = {
+            'unsup_sam_teacher_iou': float(torch.cat(ious).mean()) if ious else 0.0,
+            'unsup_sam_used': float(torch.cat(used).mean()) if used else 0.0,
+        }
+        cache = self.refiner.cache
+        if cache is not None:
+            stats['sam_cache_hit_rate'] = float(cache.hit_rate)
+        return out, stats
+
+    def _view_key(self, sample) -> Optional[str]:
+        from mmssis.sam import make_cache_key
+        meta = sample.metainfo
+        return make_cache_key(meta.get('img_path', meta.get('img_id')),
+                              (meta.get('homography_matrix'), tuple(meta['img_shape'][:2])))
+
+    def _refine_in_original(self, sample, inst: InstanceData):
+        """Encode the original image; refine in its frame; warp masks back to the view."""
+        meta = sample.metainfo
+        image = mmcv.imread(meta['img_path'], channel_order='rgb')
+        ori_h, ori_w = image.shape[:2]
+        h_view = sample_homography(sample, inst.mask_logits.device)
+        to_original = torch.linalg.inv(h_view)
+        logits = project_masks(inst.mask_logits.float(), to_original, (ori_h, ori_w))
+        # Pixels warped in from outside the view have logit 0; make them background.
+        inside = project_masks(torch.ones_like(inst.mask_logits[:1], dtype=torch.bool),
+                               to_original, (ori_h, ori_w), mode='nearest')
+        logits = torch.where(inside.bool(), logits, torch.full_like(logits, -20.0))
+        boxes = masks_to_boxes(logits > 0)
+        emb = self.refiner.encode(image, cache_key=meta['img_path'])
+        res = self.refiner.refine_embedding(emb, logits, boxes)
+        view_h, view_w = meta['img_shape'][:2]
+        masks = project_masks(res.masks, h_view, (view_h, view_w)).bool()
+        return masks, res
+
+
+def _mask_iou(a: Tensor, b: Tensor) -> Tensor:
+    """Per-instance IoU of two (N, H, W) boolean mask stacks -> (N,)."""
+    inter = (a & b).flatten(1).sum(1).float()
+    union = (a | b).flatten(1).sum(1).float().clamp(min=1)
+    return inter / union

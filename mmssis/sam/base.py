@@ -1,0 +1,383 @@
+"""Abstract SAM backend interface and the image-embedding container.
+
+Coordinate conventions used by every backend (the same as segment-anything's
+``SamPredictor``):
+
+* **Original image frame** -- pixel coordinates of the image handed to
+  :meth:`SamBackend.encode`, shape ``(H, W)``. All prompts (boxes ``xyxy``,
+  points ``xy``) and all returned masks live in this frame. A point ``(x, y)``
+  refers to the pixel with column index ``x`` and row index ``y`` (the prompt
+  encoder shifts it to the pixel centre itself).
+* **Input frame** -- the image after :class:`ResizeLongestSide` to the model's
+  square input length ``image_size`` (1024 for SAM, 256 for LiteMedSAM), before
+  zero padding. Backends map prompts into it internally; callers never see it.
+
+Why SAM is *not* an ``nn.Module``
+---------------------------------
+:class:`SamBackend` is a plain Python object that *holds* the frozen SAM network.
+Assigning it as an attribute of a detector (``self.sam = backend``) therefore does
+not register it as a sub-module: none of SAM's weights appear in the detector's
+``state_dict()``, ``parameters()``, optimizer param groups, EMA copies or saved
+checkpoints, and ``detector.to(device)`` does not move it (call
+:meth:`SamBackend.to`). ``copy.deepcopy(backend)`` returns the same object, so
+mmengine's ``ExponentialMovingAverage`` (which deep-copies the whole model) shares
+the frozen network instead of duplicating it.
+"""
+from __future__ import annotations
+
+import abc
+import contextlib
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Dict, Hashable, Iterator, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+ImageLike = Union[np.ndarray, Tensor]
+
+
+@dataclass
+class ImageEmbedding:
+    """The image-encoder output of one image plus the geometry needed to decode it.
+
+    Attributes:
+        embedding: Image embedding, shape ``(1, C, h, w)`` (``C=256, h=w=64`` for
+            SAM and LiteMedSAM).
+        original_size: ``(H, W)`` of the image given to ``encode`` (the original
+            image frame, in which prompts and output masks are expressed).
+        input_size: ``(h', w')`` of the image after ``ResizeLongestSide`` and
+            before padding to the square model input.
+        extras: Backend-specific additional tensors (e.g. SAM 2's high-resolution
+            features). Tensors or (nested) lists/dicts of tensors only.
+    """
+
+    embedding: Tensor
+    original_size: Tuple[int, int]
+    input_size: Tuple[int, int]
+    extras: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.embedding.dim() != 4 or self.embedding.shape[0] != 1:
+            raise ValueError('ImageEmbedding.embedding must have shape (1, C, h, w), got '
+                             f'{tuple(self.embedding.shape)}')
+        self.original_size = (int(self.original_size[0]), int(self.original_size[1]))
+        self.input_size = (int(self.input_size[0]), int(self.input_size[1]))
+
+    @property
+    def device(self) -> torch.device:
+        return self.embedding.device
+
+    @property
+    def nbytes(self) -> int:
+        """Memory taken by all tensors of this embedding, in bytes."""
+        return sum(t.numel() * t.element_size() for t in _iter_tensors(self.extras)) + \
+            self.embedding.numel() * self.embedding.element_size()
+
+    def to(self, device: Union[str, torch.device, None] = None,
+           dtype: Optional[torch.dtype] = None) -> 'ImageEmbedding':
+        """Returns a copy with every tensor moved to ``device`` / cast to ``dtype``.
+
+        Returns ``self`` when nothing changes.
+        """
+        same_dev = device is None or torch.device(device) == self.embedding.device
+        same_dtype = dtype is None or dtype == self.embedding.dtype
+        if same_dev and same_dtype:
+            return self
+        return ImageEmbedding(
+            embedding=self.embedding.to(device=device, dtype=dtype),
+            original_size=self.original_size,
+            input_size=self.input_size,
+            extras=_map_tensors(self.extras, lambda t: t.to(device=device, dtype=dtype)))
+
+    def cpu(self) -> 'ImageEmbedding':
+        return self.to('cpu')
+
+
+def _iter_tensors(obj: Any) -> Iterator[Tensor]:
+    if isinstance(obj, Tensor):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _iter_tensors(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _iter_tensors(v)
+
+
+def _map_tensors(obj: Any, fn) -> Any:
+    if isinstance(obj, Tensor):
+        return fn(obj)
+    if isinstance(obj, dict):
+        return {k: _map_tensors(v, fn) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_map_tensors(v, fn) for v in obj)
+    return obj
+
+
+def to_hwc_uint8_rgb(image: ImageLike, channel_order: str = 'rgb') -> np.ndarray:
+    """Converts an image to the ``(H, W, 3)`` uint8 RGB numpy array SAM expects.
+
+    Args:
+        image: ``np.ndarray`` of shape ``(H, W, 3)``, or a ``Tensor`` of shape
+            ``(H, W, 3)`` or ``(3, H, W)`` (CHW is assumed when the first dim is 3
+            and the last is not), on any device. uint8 in ``[0, 255]``; float
+            images are clipped to ``[0, 255]`` and rounded.
+        channel_order: ``'rgb'`` or ``'bgr'`` (mmcv / OpenCV loaders give BGR).
+
+    Returns:
+        Contiguous ``(H, W, 3)`` uint8 RGB array on the CPU.
+    """
+    if channel_order not in ('rgb', 'bgr'):
+        raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
+    if isinstance(image, Tensor):
+        t = image.detach()
+        if t.dim() == 3 and t.shape[0] == 3 and t.shape[-1] != 3:
+            t = t.permute(1, 2, 0)
+        arr = t.cpu().numpy()
+    else:
+        arr = np.asarray(image)
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise ValueError(f'expected an (H, W, 3) image, got shape {arr.shape}')
+    if arr.dtype != np.uint8:
+        arr = np.clip(np.rint(arr.astype(np.float32)), 0, 255).astype(np.uint8)
+    if channel_order == 'bgr':
+        arr = arr[..., ::-1]
+    return np.ascontiguousarray(arr)
+
+
+class SamBackend(abc.ABC):
+    """A frozen promptable segmenter: encode an image once, decode many prompts.
+
+    Subclasses implement :meth:`_encode`, :meth:`predict_low_res`,
+    :meth:`postprocess_masks` and :meth:`decoder_image_tokens`; :meth:`encode`
+    (with optional embedding cache) and :meth:`decode` are provided here.
+
+    The backend is deliberately not an ``nn.Module`` (see the module docstring):
+    store it on a detector freely, its weights never reach the detector's
+    ``state_dict``/optimizer/EMA.
+
+    Attributes:
+        requires_box: The model only gives usable masks with a box prompt
+            (LiteMedSAM). Decoding without ``boxes`` then raises ``ValueError``.
+        image_size: Side of the square model input (input frame), e.g. 1024.
+        cache: Optional :class:`~mmssis.sam.cache.EmbeddingCache` consulted by
+            :meth:`encode` when a ``cache_key`` is given.
+    """
+
+    requires_box: bool = False
+    image_size: int
+    mask_threshold: float = 0.0
+
+    def __init__(self, cache: Any = None) -> None:
+        from .cache import build_embedding_cache
+        self.cache = build_embedding_cache(cache)
+
+    # ------------------------------------------------------------------ model
+    @property
+    @abc.abstractmethod
+    def model(self) -> nn.Module:
+        """The wrapped frozen network (read-only access, e.g. for hooks)."""
+
+    @property
+    def device(self) -> torch.device:
+        for t in self.model.parameters():
+            return t.device
+        for t in self.model.buffers():
+            return t.device
+        return torch.device('cpu')
+
+    def to(self, device: Union[str, torch.device]) -> 'SamBackend':
+        """Moves the wrapped network to ``device`` in place; returns ``self``."""
+        self.model.to(device)
+        return self
+
+    @property
+    def num_multimask_outputs(self) -> int:
+        """``M`` of ``decode(..., multimask=True)`` (3 for SAM)."""
+        return 3
+
+    @property
+    def cache_namespace(self) -> str:
+        """Prefix of cache keys, so that embeddings of different models never mix."""
+        return type(self).__name__
+
+    def __deepcopy__(self, memo: Dict[int, Any]) -> 'SamBackend':
+        # Frozen and shared: EMA / teacher copies of a detector must not clone SAM.
+        return self
+
+    @staticmethod
+    def freeze(model: nn.Module) -> nn.Module:
+        """Puts ``model`` in eval mode and disables gradients of all its parameters."""
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        return model
+
+    # ----------------------------------------------------------------- encode
+    @abc.abstractmethod
+    def _encode(self, image: np.ndarray) -> ImageEmbedding:
+        """Runs the image encoder on an ``(H, W, 3)`` uint8 RGB array."""
+
+    @torch.no_grad()
+    def encode(self, image: ImageLike, cache_key: Optional[Hashable] = None,
+               channel_order: str = 'rgb') -> ImageEmbedding:
+        """Computes the image embedding (once per image; reuse it for all prompts).
+
+        Args:
+            image: ``(H, W, 3)`` uint8 image (numpy or tensor; a ``(3, H, W)``
+                tensor is accepted too), see :func:`to_hwc_uint8_rgb`.
+            cache_key: When given and :attr:`cache` is set, the embedding is looked
+                up in / stored into the cache under ``(cache_namespace, key)``.
+                The key must identify the pixels, e.g. image path + a hash of the
+                geometric view (see :func:`mmssis.sam.cache.make_cache_key`).
+            channel_order: ``'rgb'`` (default) or ``'bgr'``.
+
+        Returns:
+            The :class:`ImageEmbedding` on :attr:`device`, ``original_size=(H, W)``.
+        """
+        rgb = to_hwc_uint8_rgb(image, channel_order)
+        key = None
+        if self.cache is not None and cache_key is not None:
+            key = f'{self.cache_namespace}|{cache_key}'
+            cached = self.cache.get(key)
+            if cached is not None and cached.original_size == tuple(rgb.shape[:2]):
+                return cached.to(self.device)
+        emb = self._encode(rgb)
+        if key is not None:
+            self.cache.put(key, emb)
+        return emb
+
+    # ----------------------------------------------------------------- decode
+    @abc.abstractmethod
+    def predict_low_res(self, emb: ImageEmbedding, boxes: Optional[Tensor] = None,
+                        points: Optional[Tensor] = None,
+                        point_labels: Optional[Tensor] = None,
+                        multimask: bool = True) -> Tuple[Tensor, Tensor]:
+        """One batched mask-decoder call for all prompts of an image.
+
+        Args: see :meth:`decode`.
+
+        Returns:
+            ``(low_res_logits, iou_pred)``: mask logits of shape ``(N, M, h_lr, w_lr)``
+            in the padded square input frame at low resolution (256x256 for SAM),
+            and predicted IoUs ``(N, M)``; ``M = 3`` if ``multimask`` else 1.
+        """
+
+    @abc.abstractmethod
+    def postprocess_masks(self, emb: ImageEmbedding, low_res_logits: Tensor) -> Tensor:
+        """Maps low-res logits ``(N, M, h_lr, w_lr)`` to ``(N, M, H, W)`` logits in
+        the original image frame (removes padding, bilinear upsampling)."""
+
+    @torch.no_grad()
+    def decode(self, emb: ImageEmbedding, boxes: Optional[Tensor] = None,
+               points: Optional[Tensor] = None, point_labels: Optional[Tensor] = None,
+               multimask: bool = True, return_logits: bool = False) -> Tuple[Tensor, Tensor]:
+        """Predicts masks for ``N`` prompts of one image in ONE mask-decoder call
+        (unless the backend was configured with ``max_prompts_per_call``).
+
+        Args:
+            emb: Embedding from :meth:`encode`.
+            boxes: ``(N, 4)`` boxes, ``xyxy`` pixels in the original image frame.
+            points: ``(N, K, 2)`` points, ``xy`` pixels in the original image frame.
+            point_labels: ``(N, K)`` ints: 1 foreground, 0 background, -1 padding
+                (ignored point). Defaults to all ones.
+            multimask: Return SAM's 3 ambiguity-aware masks (``M=3``) instead of
+                the single-mask output (``M=1``).
+            return_logits: Return float logits instead of thresholded masks.
+
+        Returns:
+            ``(masks, iou_pred)``: ``masks`` of shape ``(N, M, H, W)`` (bool, or
+            float logits) at the original image size ``emb.original_size``, and
+            ``iou_pred`` of shape ``(N, M)``. Both on :attr:`device`.
+
+        Raises:
+            ValueError: No prompt given, inconsistent ``N``, or a box-only model
+                (``requires_box``) called without ``boxes``.
+        """
+        low_res, iou_pred = self.predict_low_res(emb, boxes, points, point_labels, multimask)
+        masks = self.postprocess_masks(emb, low_res)
+        if not return_logits:
+            masks = masks > self.mask_threshold
+        return masks, iou_pred
+
+    @abc.abstractmethod
+    def decoder_image_tokens(self, emb: ImageEmbedding, points: Optional[Tensor],
+                             point_labels: Optional[Tensor] = None,
+                             boxes: Optional[Tensor] = None) -> Tensor:
+        """Image tokens of the mask decoder after its last two-way transformer block.
+
+        These are the ``keys`` returned by SAM's ``TwoWayTransformer`` (image tokens
+        updated by token-to-image and image-to-token attention for each prompt),
+        reshaped to the embedding grid -- the target of S4M's structural
+        distillation.
+
+        Args:
+            emb: Embedding from :meth:`encode`.
+            points: ``(N, K, 2)`` ``xy`` pixels in the original image frame.
+            point_labels: ``(N, K)``; defaults to all ones.
+            boxes: Optional ``(N, 4)`` ``xyxy`` pixels in the original image frame.
+
+        Returns:
+            Tensor of shape ``(N, C, h, w)`` (``C`` = decoder transformer dim, 256 for
+            SAM; ``(h, w)`` = embedding grid, 64x64), on :attr:`device`.
+        """
+
+    # ---------------------------------------------------------------- helpers
+    def _check_prompts(self, boxes: Optional[Tensor], points: Optional[Tensor],
+                       point_labels: Optional[Tensor]
+                       ) -> Tuple[int, Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+        """Validates prompt shapes, moves them to :attr:`device`; returns ``N`` too."""
+        dev = self.device
+        if boxes is None and points is None:
+            raise ValueError('decode needs at least one prompt: boxes and/or points')
+        if self.requires_box and boxes is None:
+            raise ValueError(
+                f'{type(self).__name__} was trained with box prompts only; points alone '
+                'give near-empty masks. Pass boxes (N, 4) xyxy (optionally with points).')
+        n = None
+        if boxes is not None:
+            boxes = torch.as_tensor(boxes, dtype=torch.float32, device=dev)
+            if boxes.dim() != 2 or boxes.shape[1] != 4:
+                raise ValueError(f'boxes must have shape (N, 4), got {tuple(boxes.shape)}')
+            n = boxes.shape[0]
+        if points is not None:
+            points = torch.as_tensor(points, dtype=torch.float32, device=dev)
+            if points.dim() != 3 or points.shape[2] != 2:
+                raise ValueError(f'points must have shape (N, K, 2), got {tuple(points.shape)}')
+            if n is not None and points.shape[0] != n:
+                raise ValueError(f'{n} boxes but {points.shape[0]} point sets')
+            n = points.shape[0]
+            if point_labels is None:
+                point_labels = torch.ones(points.shape[:2], dtype=torch.int64, device=dev)
+            point_labels = torch.as_tensor(point_labels, dtype=torch.int64, device=dev)
+            if point_labels.shape != points.shape[:2]:
+                raise ValueError(f'point_labels must have shape {tuple(points.shape[:2])}, '
+                                 f'got {tuple(point_labels.shape)}')
+        elif point_labels is not None:
+            raise ValueError('point_labels given without points')
+        return n, boxes, points, point_labels
+
+
+@contextlib.contextmanager
+def capture_output(module: nn.Module) -> Iterator[Dict[str, Any]]:
+    """Context manager capturing the (last) forward output of ``module``.
+
+    Yields a dict whose ``'output'`` entry is set after each forward call.
+    """
+    store: Dict[str, Any] = {}
+
+    def hook(_m, _inp, out):
+        store['output'] = out
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield store
+    finally:
+        handle.remove()
+
+
+def file_fingerprint(path: str) -> str:
+    """Short content-independent id of a checkpoint path, for cache namespaces."""
+    return hashlib.sha1(str(path).encode()).hexdigest()[:10]

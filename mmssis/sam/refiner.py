@@ -1,0 +1,219 @@
+"""S4M online pseudo-mask refinement with a frozen SAM.
+
+For every teacher instance, ``num_points`` positive points are sampled inside the
+teacher's (binarised) mask with probability ``softmax(mask logits)``; SAM is
+prompted with these points (plus the teacher box when ``use_box`` or when the
+backend is box-only), the multimask output with the highest predicted IoU is
+kept, and (optionally) instances whose predicted IoU is below ``iou_thr`` keep
+the teacher's mask. One image encode (cacheable) and one batched mask-decoder
+call per image.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Hashable, NamedTuple, Optional, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mmssis.registry import MODELS
+from .base import ImageEmbedding, ImageLike, SamBackend
+from .cache import build_embedding_cache
+from .prompts import masks_to_boxes, sample_points_from_logits
+
+__all__ = ['SamMaskRefiner', 'RefinedInstances', 'refine_instances']
+
+
+class RefinedInstances(NamedTuple):
+    """Result of :meth:`SamMaskRefiner.refine` (unpackable as a tuple).
+
+    Attributes:
+        masks: ``(N, H, W)`` bool refined masks at image size.
+        boxes: ``(N, 4)`` float xyxy boxes recomputed from ``masks`` (exclusive max
+            corner); the input box for an empty mask.
+        iou_pred: ``(N,)`` SAM's predicted IoU of the selected mask.
+        from_sam: ``(N,)`` bool, False where the teacher mask was kept (IoU gate
+            failed or SAM returned an empty mask).
+    """
+
+    masks: Tensor
+    boxes: Tensor
+    iou_pred: Tensor
+    from_sam: Tensor
+
+
+@MODELS.register_module()
+class SamMaskRefiner:
+    """Refines teacher instance masks with SAM (S4M pseudo-label refinement).
+
+    A plain object (not an ``nn.Module``), like its backend: it can be stored on a
+    detector without SAM entering ``state_dict``/EMA/optimizer.
+
+    Args:
+        backend: A :class:`SamBackend` or its config, e.g.
+            ``dict(type='LiteMedSamBackend')`` (built from ``mmssis`` MODELS).
+        num_points: Positive points sampled per instance (``K``, S4M uses 3).
+        use_box: Also prompt with the teacher box (forced for box-only backends).
+        multimask: Ask SAM for its 3 masks and keep the best by predicted IoU;
+            else use the single-mask output.
+        iou_thr: Keep the teacher mask when SAM's predicted IoU is below this
+            (``None``/0 disables the gate).
+        temperature: Softmax temperature of point sampling.
+        seed: Seed of the refiner's own ``torch.Generator`` (``None``: unseeded).
+        cache: Optional embedding cache (an ``EmbeddingCache`` or its kwargs);
+            installed on the backend, so ``encode`` goes through it.
+    """
+
+    def __init__(self, backend: Union[SamBackend, Dict[str, Any]], num_points: int = 3,
+                 use_box: bool = False, multimask: bool = True,
+                 iou_thr: Optional[float] = None, temperature: float = 1.0,
+                 seed: Optional[int] = None, cache: Any = None) -> None:
+        if isinstance(backend, dict):
+            backend = MODELS.build(backend)
+        if not isinstance(backend, SamBackend):
+            raise TypeError(f'backend must be a SamBackend or its config, got {type(backend)}')
+        self.backend = backend
+        if cache is not None:
+            self.backend.cache = build_embedding_cache(cache)
+        self.num_points = int(num_points)
+        self.use_box = bool(use_box)
+        self.multimask = bool(multimask)
+        self.iou_thr = iou_thr
+        self.temperature = float(temperature)
+        self.generator = torch.Generator()
+        if seed is not None:
+            self.generator.manual_seed(int(seed))
+        else:
+            self.generator.seed()
+
+    def __repr__(self) -> str:
+        return (f'{type(self).__name__}(backend={self.backend!r}, num_points={self.num_points}, '
+                f'use_box={self.use_box}, multimask={self.multimask}, iou_thr={self.iou_thr})')
+
+    @property
+    def cache(self):
+        return self.backend.cache
+
+    def encode(self, image: ImageLike, cache_key: Optional[Hashable] = None,
+               channel_order: str = 'rgb') -> ImageEmbedding:
+        """Shortcut for ``backend.encode`` (goes through the cache)."""
+        return self.backend.encode(image, cache_key=cache_key, channel_order=channel_order)
+
+    def refine(self, image: ImageLike, mask_logits: Tensor, boxes: Optional[Tensor] = None,
+               cache_key: Optional[Hashable] = None,
+               channel_order: str = 'rgb') -> RefinedInstances:
+        """Encodes ``image`` (once) and refines its instances.
+
+        Args:
+            image: ``(H, W, 3)`` uint8 image (see :meth:`SamBackend.encode`).
+            mask_logits: ``(N, H, W)`` teacher mask logits at image size.
+            boxes: ``(N, 4)`` teacher boxes, xyxy pixels in the image frame.
+            cache_key: Embedding cache key of this view (see ``make_cache_key``).
+            channel_order: ``'rgb'`` or ``'bgr'``.
+
+        Returns:
+            :class:`RefinedInstances` on ``mask_logits``' device.
+        """
+        n = int(mask_logits.shape[0])
+        if n == 0:  # nothing to refine: skip the encoder as well
+            return self._empty(mask_logits, boxes)
+        emb = self.encode(image, cache_key=cache_key, channel_order=channel_order)
+        return self.refine_embedding(emb, mask_logits, boxes)
+
+    __call__ = refine
+
+    @torch.no_grad()
+    def refine_embedding(self, emb: ImageEmbedding, mask_logits: Tensor,
+                         boxes: Optional[Tensor] = None) -> RefinedInstances:
+        """Refines instances of an image whose embedding is already computed.
+
+        Args:
+            emb: Embedding of the image, ``emb.original_size == (H, W)``.
+            mask_logits: ``(N, H, W)`` teacher mask logits (foreground: > 0).
+            boxes: Optional ``(N, 4)`` xyxy teacher boxes; derived from the
+                binarised teacher masks when needed and not given.
+
+        Returns:
+            :class:`RefinedInstances` on ``mask_logits``' device.
+        """
+        if mask_logits.dim() != 3:
+            raise ValueError(f'mask_logits must be (N, H, W), got {tuple(mask_logits.shape)}')
+        out_dev = mask_logits.device
+        n = mask_logits.shape[0]
+        if n == 0:
+            return self._empty(mask_logits, boxes)
+        if tuple(mask_logits.shape[1:]) != emb.original_size:
+            raise ValueError(f'mask_logits are {tuple(mask_logits.shape[1:])} but the image '
+                             f'embedding was computed for {emb.original_size}')
+        if boxes is not None:
+            boxes = torch.as_tensor(boxes, dtype=torch.float32, device=out_dev)
+            if boxes.shape != (n, 4):
+                raise ValueError(f'boxes must be ({n}, 4), got {tuple(boxes.shape)}')
+        teacher = mask_logits > 0
+        points, labels = sample_points_from_logits(
+            mask_logits, self.num_points, generator=self.generator,
+            temperature=self.temperature, fallback_boxes=boxes)
+        prompt_boxes = None
+        if self.use_box or self.backend.requires_box:
+            prompt_boxes = boxes if boxes is not None else masks_to_boxes(teacher)
+            empty = prompt_boxes[:, 2:].le(prompt_boxes[:, :2]).any(dim=1)
+            if empty.any():  # empty teacher mask and no box: whole image
+                h, w = emb.original_size
+                prompt_boxes = prompt_boxes.clone()
+                prompt_boxes[empty] = prompt_boxes.new_tensor([0.0, 0.0, w, h])
+        low_res, iou = self.backend.predict_low_res(
+            emb, boxes=prompt_boxes, points=points if self.num_points > 0 else None,
+            point_labels=labels if self.num_points > 0 else None, multimask=self.multimask)
+        best = iou.argmax(dim=1)
+        ar = torch.arange(n, device=iou.device)
+        iou_best = iou[ar, best]
+        logits_best = self.backend.postprocess_masks(emb, low_res[ar, best][:, None])[:, 0]
+        sam_masks = (logits_best > self.backend.mask_threshold).to(out_dev)
+        iou_best = iou_best.to(out_dev)
+        from_sam = sam_masks.flatten(1).any(dim=1)
+        if self.iou_thr:
+            from_sam &= iou_best >= self.iou_thr
+        masks = torch.where(from_sam[:, None, None], sam_masks, teacher)
+        fallback = boxes if boxes is not None else masks_to_boxes(teacher)
+        return RefinedInstances(masks, masks_to_boxes(masks, fallback=fallback), iou_best,
+                                from_sam)
+
+    @staticmethod
+    def _empty(mask_logits: Tensor, boxes: Optional[Tensor]) -> RefinedInstances:
+        dev = mask_logits.device
+        return RefinedInstances(
+            torch.zeros(tuple(mask_logits.shape), dtype=torch.bool, device=dev),
+            torch.zeros((0, 4), dtype=torch.float32, device=dev),
+            torch.zeros((0,), dtype=torch.float32, device=dev),
+            torch.zeros((0,), dtype=torch.bool, device=dev))
+
+
+def refine_instances(refiner: SamMaskRefiner, image: ImageLike,
+                     masks_or_logits: Union[Tensor, np.ndarray],
+                     boxes: Union[Tensor, np.ndarray, None] = None,
+                     cache_key: Optional[Hashable] = None,
+                     channel_order: str = 'rgb') -> RefinedInstances:
+    """Functional entry point (for pipeline transforms and tools).
+
+    Args:
+        refiner: A :class:`SamMaskRefiner`.
+        image: ``(H, W, 3)`` uint8 image.
+        masks_or_logits: ``(N, H, W)``; bool/integer arrays are binary masks
+            (points are then sampled uniformly inside them), float arrays are
+            logits (foreground > 0). numpy or torch.
+        boxes: Optional ``(N, 4)`` xyxy pixels in the image frame.
+        cache_key: Optional embedding-cache key.
+        channel_order: ``'rgb'`` or ``'bgr'`` (mmcv's ``LoadImageFromFile`` gives BGR).
+
+    Returns:
+        :class:`RefinedInstances` (torch tensors, on the input's device).
+    """
+    x = torch.as_tensor(masks_or_logits)
+    if x.dim() == 2 and x.shape[0] == 0:
+        x = x.reshape(0, *np.asarray(image).shape[:2])
+    if not torch.is_floating_point(x):
+        x = torch.where(x != 0, 1.0, -1.0)
+    if boxes is not None:
+        boxes = torch.as_tensor(np.asarray(boxes) if not isinstance(boxes, Tensor) else boxes,
+                                dtype=torch.float32, device=x.device)
+    return refiner.refine(image, x, boxes, cache_key=cache_key, channel_order=channel_order)
