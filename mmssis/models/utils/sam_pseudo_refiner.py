@@ -60,15 +60,15 @@ class PseudoLabelSamRefiner:
     """Batch adapter between :class:`SemiMaskDetector` and :class:`SamMaskRefiner`.
 
     Args:
-        refiner: Config of a :class:`mmssis.sam.SamMaskRefiner` (backend, num_points,
-            use_box, multimask, iou_thr, cache ...).
+        refiner: A :class:`mmssis.sam.SamMaskRefiner` or its config (backend,
+            num_points, use_box, multimask, iou_thr, cache ...).
         embed_on: ``'original'`` or ``'view'`` (see module docstring).
     """
 
-    def __init__(self, refiner: dict, embed_on: str = 'original') -> None:
+    def __init__(self, refiner, embed_on: str = 'original') -> None:
         if embed_on not in ('original', 'view'):
             raise ValueError(f"embed_on must be 'original' or 'view', got {embed_on!r}")
-        self.refiner = MODELS.build(refiner)
+        self.refiner = MODELS.build(refiner) if isinstance(refiner, dict) else refiner
         self.embed_on = embed_on
 
     @torch.no_grad()

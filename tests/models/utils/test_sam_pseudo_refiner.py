@@ -1,0 +1,89 @@
+"""The detector-side SAM adapter: de-normalisation, both embedding frames, no SAM weights saved."""
+import mmcv
+import numpy as np
+import pytest
+import torch
+from mmengine.config import ConfigDict
+from mmengine.registry import DefaultScope
+from mmengine.structures import InstanceData
+
+from mmssis.models.utils import PseudoLabelSamRefiner, denormalize_views
+from mmssis.registry import MODELS
+from mmssis.sam import EmbeddingCache, SamMaskRefiner, SamModelBackend
+from mmssis.testing import build_tiny_sam, make_semi_batch, tiny_mask_rcnn_cfg
+
+
+def _preprocessor():
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        return MODELS.build(dict(type='mmdet.DetDataPreprocessor', mean=[127.0] * 3,
+                                 std=[128.0] * 3, bgr_to_rgb=True))
+
+
+def test_denormalize_round_trip():
+    pre = _preprocessor()
+    rng = np.random.default_rng(0)
+    bgr = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    data = pre(dict(inputs=[torch.from_numpy(bgr).permute(2, 0, 1)],
+                    data_samples=None), False)
+    _, samples = make_semi_batch(batch=1, img_shape=(40, 50))
+    views = denormalize_views(data['inputs'], samples['sup'], pre)
+    np.testing.assert_array_equal(views[0], bgr[..., ::-1])
+
+
+def _refiner(embed_on, cache=None):
+    backend = SamModelBackend(build_tiny_sam(img_size=64), cache=cache)
+    return PseudoLabelSamRefiner(SamMaskRefiner(backend, num_points=2, use_box=True, seed=0),
+                                 embed_on=embed_on)
+
+
+def _batch(tmp_path):
+    inputs, samples = make_semi_batch(batch=2, img_shape=(64, 64))
+    img = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    path = str(tmp_path / 'img.png')
+    mmcv.imwrite(img, path)
+    insts = []
+    for i, s in enumerate(samples['unsup_teacher']):
+        s.set_metainfo(dict(img_path=path))
+        logits = torch.full((2, 64, 64), -4.0)
+        logits[0, 5:25, 5:25] = 4.0
+        logits[1, 30:60, 20:50] = 3.0
+        inst = InstanceData(mask_logits=logits, masks=logits > 0, labels=torch.tensor([0, 1]),
+                            scores=torch.tensor([0.9, 0.8]),
+                            bboxes=torch.tensor([[5., 5, 25, 25], [20, 30, 50, 60]]))
+        insts.append(inst if i == 0 else inst[:0])  # second image: no instances
+    return inputs['unsup_teacher'], samples['unsup_teacher'], insts
+
+
+@pytest.mark.parametrize('embed_on', ['view', 'original'])
+def test_refine_batch_shapes_and_stats(tmp_path, embed_on):
+    cache = EmbeddingCache(max_items=4)
+    ref = _refiner(embed_on, cache)
+    inputs, samples, insts = _batch(tmp_path)
+    out, stats = ref.refine_batch(inputs, samples, insts, _preprocessor())
+    assert out[0].masks.shape == (2, 64, 64) and out[0].masks.dtype == torch.bool
+    assert len(out[1]) == 0
+    assert 0.0 <= stats['unsup_sam_teacher_iou'] <= 1.0
+    assert 'sam_cache_hit_rate' in stats
+    out, stats = ref.refine_batch(inputs, samples, insts, _preprocessor())
+    assert stats['sam_cache_hit_rate'] > 0  # the second step re-uses the embedding
+
+
+def test_detector_with_sam_keeps_sam_out_of_state_dict(tmp_path):
+    cfg = ConfigDict(
+        type='SemiMaskDetector', detector=tiny_mask_rcnn_cfg(),
+        data_preprocessor=dict(type='MultiBranchDataPreprocessor',
+                               data_preprocessor=tiny_mask_rcnn_cfg()['data_preprocessor']),
+        semi_train_cfg=dict(score_thr=0.0))
+    with DefaultScope.overwrite_default_scope('mmssis'):
+        model = MODELS.build(cfg)
+    object.__setattr__(model, '_sam_refiner', _refiner('view'))
+    inputs, samples = make_semi_batch(batch=2)
+    model.train()
+    losses = model.loss(inputs, samples)
+    assert 'unsup_sam_teacher_iou' in losses
+    sam_parts = ('image_encoder', 'prompt_encoder', 'mask_decoder', 'sam_refiner')
+    assert not any(part in k for k in model.state_dict() for part in sam_parts)
+    n_sam = sum(p.numel() for p in model.sam_refiner.refiner.backend.model.parameters())
+    assert n_sam > 0 and all(
+        p is not q for p in model.parameters()
+        for q in model.sam_refiner.refiner.backend.model.parameters())
