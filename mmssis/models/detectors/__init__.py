@@ -6,3 +6,6 @@ __all__ = [
     'SemiMaskDetector', 'teacher_pseudo_instances', 'maskrcnn_pseudo_instances',
     'mask2former_pseudo_instances'
 ]
+from .sam_distill import SamDistillMask2Former, SamDistillMaskRCNN, SamDistillMixin  # noqa
+
+__all__ += ['SamDistillMaskRCNN', 'SamDistillMask2Former', 'SamDistillMixin']
