@@ -4,12 +4,14 @@ Same flags as mmdet's ``tools/train.py``; run it directly, through ``mim train m
 through ``tools/dist_train.sh CONFIG N``.
 """
 import argparse
+import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from mmssis.datasets.sampler_check import check_semi_sampler
 from mmssis.utils import (adapt_cfg_to_machine, default_work_dir, register_all_modules,
                           set_local_rank_env)
 
@@ -48,6 +50,9 @@ def main() -> None:
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = default_work_dir(args.config)
     adapt_cfg_to_machine(cfg)
+    # Fail before any model/data is built when batch size, source_ratio and the number of
+    # processes do not fit (mmdet's GroupMultiSourceSampler would round or hang instead).
+    check_semi_sampler(cfg, world_size=int(os.environ.get('WORLD_SIZE', 1)))
 
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'

@@ -69,5 +69,5 @@ train_dataloader = dict(
     batch_size=batch_size,
     num_workers=1,
     persistent_workers=True,
-    sampler=dict(type='GroupMultiSourceSampler', batch_size=batch_size, source_ratio=[1, 1]),
+    sampler=dict(type='GroupMultiSourceSampler', batch_size=batch_size, source_ratio=[2, 2]),
     dataset=dict(type='ConcatDataset', datasets=[labeled_dataset, unlabeled_dataset]))

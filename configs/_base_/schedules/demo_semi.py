@@ -1,5 +1,5 @@
 # Stage-2 demo schedule: iteration based, teacher from stage 1, short burn-in then EMA.
-max_iters = 600
+max_iters = 300
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='TeacherStudentValLoop')
 test_cfg = dict(type='TestLoop')
@@ -13,5 +13,5 @@ optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4),
     clip_grad=dict(max_norm=10.0))
 custom_hooks = [
-    dict(type='TeacherScheduleHook', burn_in_iters=300, momentum=0.999),
+    dict(type='TeacherScheduleHook', burn_in_iters=150, momentum=0.999),
 ]

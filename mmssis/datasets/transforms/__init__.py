@@ -1,0 +1,3 @@
+from .sam_refine import SamRefineInstances
+
+__all__ = ['SamRefineInstances']

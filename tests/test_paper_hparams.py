@@ -1,0 +1,226 @@
+"""The S4M configs carry the paper's / official code's hyper-parameters, and their data
+pipelines run (shared geometry for the teacher and student views of unlabelled images).
+
+Sources (see configs/s4m/README.md): the official S4M code, cvlab-kaist/S4M --
+``configs/{coco,cityscapes}/instance-segmentation/Base-*.yaml`` (AdamW 1e-4, wd 0.05,
+backbone x0.1, full-model clip 0.01, AMP, 368,750 / 90,000 iterations),
+``scripts/{coco,cityscapes}/train_{teacher,student}.sh`` (batch sizes, COCO burn-in 25,000),
+``config/add_cfg.py`` (EMA 0.9996, default burn-in 15,000) and
+``mask2former/maskformer_model.py`` (class threshold 0.7, unsupervised loss x2.0).
+"""
+import glob
+import json
+import os.path as osp
+import re
+
+import numpy as np
+import pytest
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+from PIL import Image
+
+from mmssis.registry import DATASETS, MODELS
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+S4M = osp.join(REPO, 'configs', 's4m')
+
+COCO_FRACTIONS = ('0.01', '0.02', '0.05', '0.1')
+CITY_FRACTIONS = ('0.05', '0.1', '0.2', '0.3')
+# dataset -> (stage-2 config pattern, burn-in, max_iters, per-GPU ratio, GPUs, stage-1 pattern,
+#             stage-1 images per iteration)
+PAPER = {
+    'coco': ('semi_mask2former_r50_368k_semi-{}-coco.py', 25000, 368750, [3, 3], 4,
+             'mask2former_r50_368k_sup-{}-coco.py', 16),
+    'cityscapes': ('semi_mask2former_r50_90k_semi-{}-cityscapes.py', 15000, 90000, [2, 2], 8,
+                   'mask2former_r50_90k_sup-{}-cityscapes.py', 4),
+}
+STAGE2 = [(ds, f) for ds, fr in (('coco', COCO_FRACTIONS), ('cityscapes', CITY_FRACTIONS))
+          for f in fr]
+
+
+def _load(name):
+    return Config.fromfile(osp.join(S4M, name))
+
+
+def _check_optimizer(cfg):
+    ow = cfg.optim_wrapper
+    assert ow.type == 'AmpOptimWrapper'
+    assert ow.optimizer.type == 'AdamW'
+    assert ow.optimizer.lr == pytest.approx(1e-4)
+    assert ow.optimizer.weight_decay == pytest.approx(0.05)
+    assert ow.paramwise_cfg.custom_keys['backbone'].lr_mult == pytest.approx(0.1)
+    assert ow.clip_grad.max_norm == pytest.approx(0.01)
+    assert ow.clip_grad.get('norm_type', 2) == 2
+
+
+@pytest.mark.parametrize('dataset,fraction', STAGE2,
+                         ids=[f'{d}-{f}' for d, f in STAGE2])
+def test_stage2_mask2former_paper_hparams(dataset, fraction):
+    name, burn_in, max_iters, ratio, gpus, _, _ = PAPER[dataset]
+    cfg = _load(name.format(fraction))
+    _check_optimizer(cfg)
+
+    hooks = [h for h in cfg.custom_hooks if h.type == 'TeacherScheduleHook']
+    assert len(hooks) == 1
+    assert hooks[0].momentum == pytest.approx(0.9996)
+    assert hooks[0].burn_in_iters == burn_in
+    assert hooks[0].get('interval', 1) == 1
+
+    model = cfg.model
+    assert model.type == 'SemiMaskDetector'
+    assert model.detector.type == 'Mask2Former'
+    assert model.semi_train_cfg.score_thr == pytest.approx(0.7)
+    assert model.semi_train_cfg.unsup_weight == pytest.approx(2.0)
+    assert model.semi_train_cfg.get('sup_weight', 1.0) == pytest.approx(1.0)
+    assert model.semi_train_cfg.mask_thr == pytest.approx(0.5)
+    assert model.semi_test_cfg.predict_on == 'student'
+    assert cfg.load_from is None  # the stage-1 checkpoint is given on the command line
+
+    assert cfg.train_cfg.type == 'IterBasedTrainLoop'
+    assert cfg.train_cfg.max_iters == max_iters
+    assert cfg.val_cfg.type == 'TeacherStudentValLoop'
+    loader = cfg.train_dataloader
+    assert loader.sampler.source_ratio == ratio and loader.batch_size == sum(ratio)
+    # labelled and unlabelled images per iteration, over all GPUs
+    assert ratio[0] * gpus == {'coco': 12, 'cityscapes': 16}[dataset]
+    assert ratio[1] * gpus == {'coco': 12, 'cityscapes': 16}[dataset]
+
+    percent = {'coco': f'1@{round(float(fraction) * 100)}',
+               'cityscapes': f'perc_{round(float(fraction) * 100)}'}[dataset]
+    lab, unl = loader.dataset.datasets
+    assert lab.ann_file.endswith(f'.{percent}.json')
+    assert unl.ann_file.endswith(f'.{percent}-unlabeled.json')
+    assert lab.pipeline[-1].type == 'MultiBranch' and 'sup' in lab.pipeline[-1]
+    assert {'unsup_teacher', 'unsup_student'} <= set(unl.pipeline[-1])
+
+
+@pytest.mark.parametrize('dataset', ['coco', 'cityscapes'])
+def test_schedules(dataset):
+    name = PAPER[dataset][0].format(COCO_FRACTIONS[0] if dataset == 'coco'
+                                    else CITY_FRACTIONS[0])
+    sched = _load(name).param_scheduler
+    sched = sched if isinstance(sched, list) else [sched]
+    if dataset == 'coco':
+        assert sched[-1].type == 'MultiStepLR'
+        assert list(sched[-1].milestones) == [327778, 355092]
+    else:
+        assert sched[-1].type == 'PolyLR' and sched[-1].power == pytest.approx(0.9)
+        assert sched[-1].end == 90000
+
+
+@pytest.mark.parametrize('dataset', ['coco', 'cityscapes'])
+def test_stage1_mask2former_hparams(dataset):
+    _, _, max_iters, _, _, name, images = PAPER[dataset]
+    for fraction in COCO_FRACTIONS if dataset == 'coco' else CITY_FRACTIONS:
+        cfg = _load(name.format(fraction))
+        _check_optimizer(cfg)
+        assert cfg.model.type == 'Mask2Former'
+        assert cfg.train_cfg.max_iters == max_iters
+        gpus = 8 if dataset == 'coco' else 2
+        assert cfg.train_dataloader.batch_size * gpus == images
+        assert not cfg.get('custom_hooks')
+
+
+def test_backbone_lr_multiplier_reaches_student_params():
+    """The 'backbone' paramwise key matches the semi detector's `student.backbone.*`."""
+    from mmengine.optim import build_optim_wrapper
+    cfg = _load(PAPER['cityscapes'][0].format('0.1'))
+    with DefaultScope.overwrite_default_scope('mmssis'):
+        model = MODELS.build(cfg.model)
+    ow_cfg = cfg.optim_wrapper.copy()
+    ow_cfg.type = 'OptimWrapper'  # AMP needs a GPU
+    optim = build_optim_wrapper(model, ow_cfg).optimizer
+    lr_of = {}
+    for group in optim.param_groups:
+        for p in group['params']:
+            lr_of[id(p)] = (group['lr'], group['weight_decay'])
+    named = dict(model.named_parameters())
+    assert lr_of[id(named['student.backbone.conv1.weight'])][0] == pytest.approx(1e-5)
+    assert lr_of[id(named['student.panoptic_head.query_feat.weight'])] == (
+        pytest.approx(1e-4), pytest.approx(0.0))
+    head_w = 'student.panoptic_head.cls_embed.weight'
+    assert lr_of[id(named[head_w])] == (pytest.approx(1e-4), pytest.approx(0.05))
+
+
+# --------------------------------------------------------------------------------------
+# The data pipelines of the semi bases run on tiny synthetic data sets.
+CLASSES = {
+    'coco': ('person', 'bicycle'),
+    'cityscapes': ('person', 'car'),
+    'voc': ('person', 'car'),
+}
+SEMI_CFG = {
+    'coco': 'semi_mask2former_r50_368k_semi-0.1-coco.py',
+    'cityscapes': 'semi_mask2former_r50_90k_semi-0.1-cityscapes.py',
+    'voc': 'semi_mask-rcnn_r50_fpn_40k_semi-0.1-voc.py',
+}
+
+
+def _make_coco(root, ann_rel, img_dir, names, classes):
+    rng = np.random.default_rng(0)
+    images, anns = [], []
+    for i, name in enumerate(names):
+        h, w = (48, 64) if i % 2 == 0 else (64, 48)
+        path = osp.join(root, img_dir, name)
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path)
+        images.append(dict(id=i + 1, file_name=name, height=h, width=w))
+        anns.append(dict(id=i + 1, image_id=i + 1, category_id=1, iscrowd=0, area=400.0,
+                         bbox=[4.0, 4.0, 20.0, 20.0],
+                         segmentation=[[4.0, 4.0, 24.0, 4.0, 24.0, 24.0, 4.0, 24.0]]))
+    doc = dict(images=images, annotations=anns,
+               categories=[dict(id=k + 1, name=c) for k, c in enumerate(classes)])
+    with open(osp.join(root, ann_rel), 'w') as f:
+        json.dump(doc, f)
+
+
+@pytest.mark.parametrize('dataset', ['coco', 'cityscapes', 'voc'])
+def test_semi_pipelines_share_geometry(dataset, tmp_path):
+    cfg = _load(SEMI_CFG[dataset])
+    lab_cfg, unl_cfg = [d.copy() for d in cfg.train_dataloader.dataset.datasets]
+    root = str(tmp_path)
+    img_dir = lab_cfg.data_prefix['img']
+    (tmp_path / img_dir).mkdir(parents=True)
+    (tmp_path / 'ann').mkdir()
+    _make_coco(root, 'ann/lab.json', img_dir, ['a.png', 'b.png'], CLASSES[dataset])
+    _make_coco(root, 'ann/unl.json', img_dir, ['c.png', 'd.png'], CLASSES[dataset])
+    for d, ann in ((lab_cfg, 'ann/lab.json'), (unl_cfg, 'ann/unl.json')):
+        d.update(data_root=root, ann_file=ann)
+        d.metainfo = dict(classes=CLASSES[dataset])
+    np.random.seed(0)
+    with DefaultScope.overwrite_default_scope('mmssis'):
+        lab = DATASETS.build(lab_cfg)
+        unl = DATASETS.build(unl_cfg)
+        sup = lab[0]
+        out = unl[0]
+
+    sample = sup['data_samples']['sup']
+    assert sup['inputs']['sup'].shape[-2:] == tuple(sample.img_shape)
+    assert len(sample.gt_instances) >= 0 and hasattr(sample.gt_instances, 'masks')
+
+    t, s = out['data_samples']['unsup_teacher'], out['data_samples']['unsup_student']
+    assert sup['inputs']['sup'] is not None
+    assert out['inputs']['unsup_teacher'].shape == out['inputs']['unsup_student'].shape
+    assert t.img_shape == s.img_shape and t.flip == s.flip
+    np.testing.assert_allclose(t.homography_matrix, s.homography_matrix)
+    # The resize is recorded in the homography (needed to project pseudo-masks).
+    sx = abs(float(t.homography_matrix[0, 0]))
+    assert sx == pytest.approx(float(t.scale_factor[0]), rel=1e-3)
+    assert len(t.gt_instances) == 0 and len(s.gt_instances) == 0
+    if dataset == 'coco':  # large-scale jitter: at most a 1024 x 1024 crop
+        assert max(t.img_shape) <= 1024
+    if dataset == 'cityscapes':  # landscape image, shorter side >= 512: a 512 x 1024 crop
+        assert t.img_shape[0] == 512 and t.img_shape[1] <= 1024
+
+
+def test_every_s4m_config_has_a_pair():
+    """Each stage-2 config names an existing stage-1 config (its teacher) and vice versa."""
+    names = {osp.basename(p) for p in glob.glob(osp.join(S4M, '*.py'))}
+    stage2 = sorted(n for n in names if n.startswith('semi_'))
+    assert len(stage2) == 17
+    for n in stage2:
+        with open(osp.join(S4M, n)) as f:
+            text = ''.join(line.lstrip('#').strip() for line in f if line.startswith('#'))
+        teacher = re.search(r'checkpoint of\s*([\w.-]+_sup-[\d.]+-\w+\.py)>', text)
+        assert teacher and teacher.group(1) in names, (n, text)
+        fraction_ds = n.split('_semi-')[1]
+        assert teacher.group(1).endswith('_sup-' + fraction_ds)
