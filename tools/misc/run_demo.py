@@ -17,11 +17,18 @@ from typing import Dict, List, Optional
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
 
-SUP_CONFIG = 'configs/demo/mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py'
-
-# (row name, config, cfg-options applied to both training and evaluation)
+DEMO = 'configs/demo/'
+# Each stage: a name (its work dir), its config, the stage whose final checkpoint it loads
+# (stage 2 teachers come from stage 1) and the results row it produces (None: no row).
 STAGES: List[Dict] = [
-    dict(row='sup', config=SUP_CONFIG, train_options=[]),
+    dict(name='sup', row='sup',
+         config=DEMO + 'mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py'),
+    dict(name='semi', row='semi', load_from='sup',
+         config=DEMO + 'semi_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'),
+    dict(name='s4m_stage1', row=None,
+         config=DEMO + 's4m-distill_mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py'),
+    dict(name='s4m_refine', row='s4m_refine', load_from='s4m_stage1',
+         config=DEMO + 's4m-refine_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'),
 ]
 
 
@@ -29,8 +36,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Run the mmssis demo end to end')
     parser.add_argument('--work-dir', default='work_dirs/demo')
     parser.add_argument('--data-root', default='data/demo')
-    parser.add_argument('--rows', nargs='+', default=None,
-                        help='only these result rows (default: all)')
+    parser.add_argument('--stages', nargs='+', default=None,
+                        help='only these stages (default: all); a stage also runs the '
+                        'stage it loads its teacher from')
     parser.add_argument('--force', action='store_true', help='retrain even if done')
     return parser.parse_args()
 
@@ -53,6 +61,22 @@ def run(cmd: List[str], log_file: Optional[str] = None) -> None:
                 print('  ' + line.rstrip()[-160:], flush=True)
         if proc.wait() != 0:
             raise SystemExit(f'stage failed: {" ".join(cmd)}\nfull log: {log_file}')
+
+
+def wanted_stages(names: Optional[List[str]]) -> List[Dict]:
+    """The stages to run, in order, with the stages they depend on."""
+    if not names:
+        return list(STAGES)
+    by_name = {s['name']: s for s in STAGES}
+    unknown = set(names) - set(by_name)
+    if unknown:
+        raise SystemExit(f'unknown stage(s) {sorted(unknown)}; known: {list(by_name)}')
+    need = set()
+    for name in names:
+        while name:
+            need.add(name)
+            name = by_name[name].get('load_from')
+    return [s for s in STAGES if s['name'] in need]
 
 
 def evaluate(config: str, checkpoint: str, work_dir: str, options: List[str]) -> Dict:
@@ -89,30 +113,33 @@ def main() -> None:
     if osp.isfile(results_file):
         with open(results_file) as f:
             results = json.load(f)
-    for stage in STAGES:
-        row = stage['row']
-        if args.rows and row not in args.rows:
-            continue
-        stage_dir = osp.join(args.work_dir, row)
+    for stage in wanted_stages(args.stages):
+        name, row = stage['name'], stage['row']
+        stage_dir = osp.join(args.work_dir, name)
         os.makedirs(stage_dir, exist_ok=True)
         ckpt = osp.join(stage_dir, 'final.pth')
+        options = list(stage.get('options', []))
         t = time.time()
         if args.force or not osp.isfile(ckpt):
             cmd = [sys.executable, 'tools/train.py', stage['config'], '--work-dir', stage_dir]
             if osp.isfile(osp.join(stage_dir, 'last_checkpoint')):
                 cmd.append('--resume')
-            if stage['train_options']:
-                cmd += ['--cfg-options', *stage['train_options']]
-            print(f'== training {row}: {stage["config"]}', flush=True)
+            elif stage.get('load_from'):
+                teacher = osp.join(args.work_dir, stage['load_from'], 'final.pth')
+                options.append(f'load_from={teacher}')
+            if options:
+                cmd += ['--cfg-options', *options]
+            print(f'== training {name}: {stage["config"]}', flush=True)
             run(cmd, log_file=osp.join(stage_dir, 'train.log'))
             with open(osp.join(stage_dir, 'last_checkpoint')) as f:
                 last = f.read().strip()
             os.replace(last, ckpt)
-        timings[f'train_{row}'] = time.time() - t
+        timings[f'train_{name}'] = time.time() - t
+        if row is None:
+            continue
         t = time.time()
         print(f'== evaluating {row}', flush=True)
-        metrics = evaluate(stage['config'], ckpt, osp.join(stage_dir, 'eval'),
-                           stage['train_options'])
+        metrics = evaluate(stage['config'], ckpt, osp.join(stage_dir, 'eval'), [])
         timings[f'eval_{row}'] = time.time() - t
         results[row] = {
             'segm_mAP': float(metrics['coco/segm_mAP']),
