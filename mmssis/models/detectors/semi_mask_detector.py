@@ -139,6 +139,7 @@ class SemiMaskDetector(SemiBaseDetector):
         if self._instance_mixer is not None:
             student_inputs, student_samples = self._instance_mixer(
                 student_inputs, student_samples, data_preprocessor=self.data_preprocessor)
+            batch_info.update(getattr(self._instance_mixer, 'last_stats', None) or {})
         losses.update(**self.loss_by_pseudo_instances(student_inputs, student_samples,
                                                       batch_info))
         return losses
