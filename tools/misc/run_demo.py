@@ -29,6 +29,8 @@ STAGES: List[Dict] = [
          config=DEMO + 's4m-distill_mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py'),
     dict(name='s4m_refine', row='s4m_refine', load_from='s4m_stage1',
          config=DEMO + 's4m-refine_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'),
+    dict(name='s4m', row='s4m', load_from='s4m_stage1',
+         config=DEMO + 's4m_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'),
 ]
 
 

