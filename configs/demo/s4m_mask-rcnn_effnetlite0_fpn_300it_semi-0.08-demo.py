@@ -1,19 +1,6 @@
 # Full S4M stage 2 on the demo data: SAM pseudo-mask refinement + ARP instance mixing +
-# per-class confidence calibration (mmssis' addition; S4M uses a fixed 0.7). The teacher
-# comes from the distilled stage-1 checkpoint (`load_from`, set by tools/misc/run_demo.py).
-# ARP's area threshold is S4M's 3000 px at COCO scale (~1 % of a 640 x 480 image) scaled to
-# the 256 x 256 demo images: 600 px.
-_base_ = './s4m-refine_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'
-
-model = dict(
-    semi_train_cfg=dict(
-        instance_mixer=dict(
-            type='ARPInstanceMixer',
-            num_pairs=None,  # B // 4 pairs of unlabelled images (>= 1)
-            min_area=600,
-            scale_range=(0.8, 1.2),
-            max_translate=0.2,
-            seed=0)))
+# per-class confidence calibration (mmssis' addition; S4M uses a fixed 0.7 threshold).
+_base_ = './s4m-arp_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'
 
 # The labelled split (the stage-1 teacher was trained on it, so measured precision is
 # optimistic; a held-out labelled slice is better when there is one).

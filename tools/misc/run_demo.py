@@ -17,6 +17,8 @@ from typing import Dict, List, Optional
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
 
+from mmssis.apis import evaluate_checkpoint, train_stage  # noqa: E402
+
 DEMO = 'configs/demo/'
 # Each stage: a name (its work dir), its config, the stage whose final checkpoint it loads
 # (stage 2 teachers come from stage 1) and the results row it produces (None: no row).
@@ -45,26 +47,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def run(cmd: List[str], log_file: Optional[str] = None) -> None:
-    """Run a command from the repository root; fail loudly with the log's tail."""
-    print('+ ' + ' '.join(cmd), flush=True)
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    if log_file is None:
-        subprocess.run(cmd, cwd=REPO, env=env, check=True)
-        return
-    with open(log_file, 'w') as f:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-        for line in proc.stdout:
-            f.write(line)
-            # Keep the console readable: only the runner's progress lines.
-            if ' - mmengine - INFO - Iter(' in line or 'coco/segm_mAP' in line or \
-                    'Error' in line:
-                print('  ' + line.rstrip()[-160:], flush=True)
-        if proc.wait() != 0:
-            raise SystemExit(f'stage failed: {" ".join(cmd)}\nfull log: {log_file}')
-
-
 def wanted_stages(names: Optional[List[str]]) -> List[Dict]:
     """The stages to run, in order, with the stages they depend on."""
     if not names:
@@ -81,23 +63,6 @@ def wanted_stages(names: Optional[List[str]]) -> List[Dict]:
     return [s for s in STAGES if s['name'] in need]
 
 
-def evaluate(config: str, checkpoint: str, work_dir: str, options: List[str]) -> Dict:
-    """Evaluate a checkpoint; returns mmdet's metric dict (``coco/segm_mAP`` ...)."""
-    from mmengine.config import Config, DictAction  # noqa: F401
-    from mmengine.runner import Runner
-
-    from mmssis.utils import adapt_cfg_to_machine, register_all_modules
-    register_all_modules(init_default_scope=False)
-    cfg = Config.fromfile(osp.join(REPO, config))
-    if options:
-        cfg.merge_from_dict(dict(o.split('=', 1) for o in options))
-    cfg.work_dir = work_dir
-    cfg.load_from = checkpoint
-    cfg.default_hooks.visualization = dict(type='DetVisualizationHook')
-    adapt_cfg_to_machine(cfg)
-    return Runner.from_cfg(cfg).test()
-
-
 def main() -> None:
     args = parse_args()
     os.chdir(REPO)
@@ -107,7 +72,8 @@ def main() -> None:
     timings: Dict[str, float] = {}
 
     t = time.time()
-    run([sys.executable, 'tools/misc/generate_demo_data.py', '--out', args.data_root])
+    subprocess.run([sys.executable, 'tools/misc/generate_demo_data.py', '--out', args.data_root],
+                   cwd=REPO, check=True)
     timings['data'] = time.time() - t
 
     results_file = osp.join(args.work_dir, 'results.json')
@@ -118,30 +84,17 @@ def main() -> None:
     for stage in wanted_stages(args.stages):
         name, row = stage['name'], stage['row']
         stage_dir = osp.join(args.work_dir, name)
-        os.makedirs(stage_dir, exist_ok=True)
-        ckpt = osp.join(stage_dir, 'final.pth')
-        options = list(stage.get('options', []))
+        teacher = osp.join(args.work_dir, stage['load_from'], 'final.pth') \
+            if stage.get('load_from') else None
         t = time.time()
-        if args.force or not osp.isfile(ckpt):
-            cmd = [sys.executable, 'tools/train.py', stage['config'], '--work-dir', stage_dir]
-            if osp.isfile(osp.join(stage_dir, 'last_checkpoint')):
-                cmd.append('--resume')
-            elif stage.get('load_from'):
-                teacher = osp.join(args.work_dir, stage['load_from'], 'final.pth')
-                options.append(f'load_from={teacher}')
-            if options:
-                cmd += ['--cfg-options', *options]
-            print(f'== training {name}: {stage["config"]}', flush=True)
-            run(cmd, log_file=osp.join(stage_dir, 'train.log'))
-            with open(osp.join(stage_dir, 'last_checkpoint')) as f:
-                last = f.read().strip()
-            os.replace(last, ckpt)
+        print(f'== stage {name}: {stage["config"]}', flush=True)
+        ckpt = train_stage(stage['config'], stage_dir, load_from=teacher, force=args.force)
         timings[f'train_{name}'] = time.time() - t
         if row is None:
             continue
         t = time.time()
         print(f'== evaluating {row}', flush=True)
-        metrics = evaluate(stage['config'], ckpt, osp.join(stage_dir, 'eval'), [])
+        metrics = evaluate_checkpoint(stage['config'], ckpt, osp.join(stage_dir, 'eval'))
         timings[f'eval_{row}'] = time.time() - t
         results[row] = {
             'segm_mAP': float(metrics['coco/segm_mAP']),
