@@ -73,7 +73,12 @@ def main() -> None:
         cfg.load_from = args.resume
 
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    runner.train()
+    # A diverged run (SkipNonFiniteOptimWrapper): save the last good state, exit non-zero.
+    from mmssis.engine.optim_wrappers import NonFiniteLossError, save_nonfinite_checkpoint
+    try:
+        runner.train()
+    except NonFiniteLossError as err:
+        raise SystemExit(save_nonfinite_checkpoint(runner, err))
 
 
 if __name__ == '__main__':

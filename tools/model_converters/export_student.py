@@ -18,10 +18,12 @@ so that MMDetection's own ``tools/test.py`` evaluates it::
     python tools/model_converters/export_student.py work_dirs/semi/iter_300.pth \\
         work_dirs/semi/student.pth --which student \\
         --config configs/demo/semi_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py
-    PYTHONPATH=. python $(python -c 'import mmdet,os;print(os.path.dirname(mmdet.__file__))')/.mim/tools/test.py \\
-        work_dirs/semi/student.py work_dirs/semi/student.pth
+    MMDET=$(python -c 'import mmdet, os; print(os.path.dirname(mmdet.__file__))')
+    PYTHONPATH=. python $MMDET/.mim/tools/test.py work_dirs/semi/student.py \\
+        work_dirs/semi/student.pth
 
-(``mmssis`` must be importable for the ``custom_imports``.)
+(``mmssis`` must be importable for the ``custom_imports``; the ``PYTHONPATH`` above makes
+the repository's copy win.)
 """
 from __future__ import annotations
 

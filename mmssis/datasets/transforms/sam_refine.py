@@ -57,8 +57,7 @@ class SamRefineInstances(BaseTransform):
 
     Modified keys: ``gt_masks`` (``BitmapMasks``, uint8), ``gt_bboxes`` (tight boxes of
     the new masks, exclusive max corner like ``BitmapMasks.get_bboxes``; same type as the
-    input). Added key: ``gt_sam_iou`` ((N,) float32, SAM's predicted IoU; only consumed
-    by code that asks for it, ``PackDetInputs`` ignores it).
+    input; the input box where a mask is empty).
 
     Args:
         refiner: Config of a :class:`mmssis.sam.SamMaskRefiner` (built lazily, once per
@@ -115,7 +114,6 @@ class SamRefineInstances(BaseTransform):
         boxes_in = results.get('gt_bboxes')
         if n == 0:  # nothing to refine: do not even build SAM
             results['gt_masks'] = masks
-            results['gt_sam_iou'] = np.zeros((0, ), dtype=np.float32)
             return results
         mask_arr = torch.from_numpy(np.ascontiguousarray(masks.masks)).bool()
         logits = torch.where(mask_arr, self.logit_scale, -self.logit_scale)
@@ -125,7 +123,6 @@ class SamRefineInstances(BaseTransform):
         new_masks = res.masks.cpu().numpy().astype(np.uint8)
         results['gt_masks'] = BitmapMasks(new_masks, h, w)
         results['gt_bboxes'] = self._like(boxes_in, res.boxes.cpu())
-        results['gt_sam_iou'] = res.iou_pred.cpu().numpy().astype(np.float32)
         return results
 
     @staticmethod

@@ -6,3 +6,4 @@ from .pseudo_quality_hook import PseudoLabelQualityHook  # noqa: F401
 from .calibration_hook import ConfidenceCalibrationHook  # noqa: E402,F401
 __all__ += ['ConfidenceCalibrationHook']
 from .pseudo_label_vis_hook import PseudoLabelVisHook  # noqa: E402,F401
+from .rng_state_hook import RngStateHook  # noqa: E402,F401

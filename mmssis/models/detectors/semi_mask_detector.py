@@ -140,6 +140,11 @@ class SemiMaskDetector(SemiBaseDetector):
             student_inputs, student_samples = self._instance_mixer(
                 student_inputs, student_samples, data_preprocessor=self.data_preprocessor)
             batch_info.update(getattr(self._instance_mixer, 'last_stats', None) or {})
+        capture = getattr(self, '_vis_capture', None)
+        if capture is not None:
+            capture.update(teacher_inputs=multi_batch_inputs['unsup_teacher'],
+                           teacher_samples=teacher_samples, student_inputs=student_inputs,
+                           student_samples=student_samples)
         losses.update(**self.loss_by_pseudo_instances(student_inputs, student_samples,
                                                       batch_info))
         return losses
@@ -171,12 +176,18 @@ class SemiMaskDetector(SemiBaseDetector):
         self.teacher.eval()
         candidates = teacher_pseudo_instances(self.teacher, batch_inputs, batch_data_samples)
         kept = [self.filter_pseudo_instances(inst) for inst in candidates]
+        # Opt-in capture for PseudoLabelVisHook (a plain dict attribute, never saved).
+        capture = getattr(self, '_vis_capture', None)
+        if capture is not None:
+            capture['teacher_instances'] = kept
         info = {'unsup_pseudo_num_teacher': sum(len(k) for k in kept) / max(len(kept), 1)}
         if self._sam_refiner is not None:
             kept, sam_info = self._sam_refiner.refine_batch(
                 batch_inputs, batch_data_samples, kept, self.data_preprocessor)
             kept = [self._drop_small(inst) for inst in kept]
             info.update(sam_info)
+            if capture is not None:
+                capture['refined_instances'] = kept
         for sample, inst in zip(batch_data_samples, kept):
             sample.gt_instances = inst
         return batch_data_samples, info
