@@ -6,8 +6,8 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmssis.utils import (adapt_cfg_to_machine, default_work_dir, register_all_modules,
-                          set_local_rank_env)
+from mmssis.utils import (adapt_cfg_to_machine, default_work_dir, init_cpu_distributed,
+                          register_all_modules, set_local_rank_env)
 
 
 def parse_args() -> argparse.Namespace:
@@ -42,6 +42,7 @@ def main() -> None:
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = default_work_dir(args.config)
     adapt_cfg_to_machine(cfg)
+    init_cpu_distributed(cfg)
     cfg.load_from = args.checkpoint
 
     if args.show_dir:

@@ -12,8 +12,8 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmssis.datasets.sampler_check import check_semi_sampler
-from mmssis.utils import (adapt_cfg_to_machine, default_work_dir, register_all_modules,
-                          set_local_rank_env)
+from mmssis.utils import (adapt_cfg_to_machine, default_work_dir, init_cpu_distributed,
+                          register_all_modules, set_local_rank_env)
 
 
 def parse_args() -> argparse.Namespace:
@@ -50,6 +50,7 @@ def main() -> None:
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = default_work_dir(args.config)
     adapt_cfg_to_machine(cfg)
+    init_cpu_distributed(cfg)
     # Fail before any model/data is built when batch size, source_ratio and the number of
     # processes do not fit (mmdet's GroupMultiSourceSampler would round or hang instead).
     check_semi_sampler(cfg, world_size=int(os.environ.get('WORLD_SIZE', 1)))

@@ -25,3 +25,7 @@ model = dict(
 
 # Set by tools/misc/run_demo.py to the stage-1 checkpoint.
 load_from = None
+
+# Under DDP some student heads can get no gradient in a step (e.g. no positive RoI for the
+# mask head when an image's pseudo-labels are all filtered out).
+find_unused_parameters = True

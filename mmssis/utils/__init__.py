@@ -7,6 +7,8 @@ __all__ = [
     'register_all_modules', 'check_versions', 'install_safe_globals', 'load_checkpoint_file',
     'safe_globals', 'UnsafeCheckpointError'
 ]
-from .runtime import adapt_cfg_to_machine, default_work_dir, set_local_rank_env  # noqa: E402
+from .runtime import (adapt_cfg_to_machine, default_work_dir, init_cpu_distributed,  # noqa
+                      set_local_rank_env)
 
-__all__ += ['adapt_cfg_to_machine', 'default_work_dir', 'set_local_rank_env']
+__all__ += ['adapt_cfg_to_machine', 'default_work_dir', 'set_local_rank_env',
+            'init_cpu_distributed']

@@ -32,7 +32,29 @@ def adapt_cfg_to_machine(cfg: Config) -> Config:
         dist_cfg = env_cfg.setdefault('dist_cfg', {})
         if dist_cfg.get('backend', 'nccl') == 'nccl':
             dist_cfg['backend'] = 'gloo'
+        if cfg.get('launcher', 'none') != 'none' and cfg.get('model_wrapper_cfg') is None:
+            # mmengine wraps with device_ids=[LOCAL_RANK], which DDP rejects on the CPU.
+            cfg.model_wrapper_cfg = dict(
+                type='CPUAwareDistributedDataParallel', broadcast_buffers=False,
+                find_unused_parameters=cfg.get('find_unused_parameters', False))
     return cfg
+
+
+def init_cpu_distributed(cfg: Config) -> None:
+    """Start the gloo process group of a ``torchrun`` job on a machine without CUDA.
+
+    mmengine's ``init_dist`` calls ``torch.cuda.set_device`` unconditionally, which fails
+    without a GPU; a process group that already exists is used by the runner as it is.
+
+    Args:
+        cfg: The config (its ``launcher`` and ``env_cfg.dist_cfg`` are read).
+    """
+    import torch.distributed as dist
+    if torch.cuda.is_available() or cfg.get('launcher', 'none') != 'pytorch' \
+            or dist.is_initialized():
+        return
+    backend = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend', 'gloo')
+    dist.init_process_group(backend=backend)
 
 
 def _requested_device(cfg: Config) -> Optional[str]:
