@@ -34,3 +34,16 @@ def tiny_demo(tmp_path_factory):
     from mmssis.datasets.demo_data import generate_demo_dataset
     root = tmp_path_factory.mktemp('demo')
     return generate_demo_dataset(str(root), **TINY_DEMO)
+
+
+def pytest_configure(config):
+    """One intra-op thread per process for the whole suite.
+
+    Several tests start subprocesses (tools, torchrun with 2 ranks) next to the pytest
+    process; with 2 OpenMP threads each on 2 cores, spinning threads slow convolutions down
+    by 10-100x. One thread per process keeps every test's time predictable.
+    """
+    os.environ['OMP_NUM_THREADS'] = '1'
+    os.environ['MKL_NUM_THREADS'] = '1'
+    import torch
+    torch.set_num_threads(1)

@@ -2,8 +2,10 @@
 
 Matching (per image): predictions are visited in decreasing score order and each takes the
 still-unmatched GT instance with the highest mask IoU, if that IoU is ``>= iou_thr``
-(0.5) -- greedy, like COCO's evaluation at a single threshold. With ``class_aware`` only
-pairs with equal labels can match. From the matches (micro-averaged over all images):
+(0.5) -- greedy, like COCO's evaluation at a single threshold and the same rule as
+:func:`mmssis.evaluation.calibration.match_detections` (which only returns TP flags; here
+the matched IoUs are needed too). With ``class_aware`` only pairs with equal labels can
+match. From the matches (micro-averaged over all images):
 
 * ``precision`` = matched predictions / predictions (0 when there are no predictions but
   there is GT, 1 when there is neither);
@@ -36,6 +38,8 @@ import torch
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from .calibration import mask_iou
+
 __all__ = [
     'mask_iou_matrix', 'ImageMatch', 'match_instances', 'PseudoLabelQuality',
     'gt_instance_masks', 'align_to_gt_frame', 'evaluate_pseudo_labels'
@@ -57,11 +61,7 @@ def mask_iou_matrix(pred: Tensor, gt: Tensor) -> Tensor:
     if pred.shape[1:] != gt.shape[1:]:
         raise ValueError(f'masks in different frames: pred {tuple(pred.shape[1:])}, '
                          f'gt {tuple(gt.shape[1:])}')
-    p = pred.reshape(pred.shape[0], -1).float()
-    g = gt.reshape(gt.shape[0], -1).float().to(p.device)
-    inter = p @ g.T
-    union = p.sum(1)[:, None] + g.sum(1)[None, :] - inter
-    return inter / union.clamp(min=1.0)
+    return mask_iou(pred, gt.to(pred.device))
 
 
 @dataclass

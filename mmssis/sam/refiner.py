@@ -58,6 +58,10 @@ class SamMaskRefiner:
             else use the single-mask output.
         iou_thr: Keep the teacher mask when SAM's predicted IoU is below this
             (``None``/0 disables the gate).
+        min_teacher_iou: Keep the teacher mask when SAM's mask overlaps it with IoU below
+            this (``None``/0 disables the gate). Guards against SAM "collapsing" onto a
+            part or the background of a confident teacher instance, which a model
+            trained on another domain (e.g. LiteMedSAM) does on some instances.
         temperature: Softmax temperature of point sampling.
         seed: Seed of the refiner's own ``torch.Generator`` (``None``: unseeded).
         cache: Optional embedding cache (an ``EmbeddingCache`` or its kwargs);
@@ -67,7 +71,8 @@ class SamMaskRefiner:
     def __init__(self, backend: Union[SamBackend, Dict[str, Any]], num_points: int = 3,
                  use_box: bool = False, multimask: bool = True,
                  iou_thr: Optional[float] = None, temperature: float = 1.0,
-                 seed: Optional[int] = None, cache: Any = None) -> None:
+                 seed: Optional[int] = None, cache: Any = None,
+                 min_teacher_iou: Optional[float] = None) -> None:
         if isinstance(backend, dict):
             backend = MODELS.build(backend)
         if not isinstance(backend, SamBackend):
@@ -79,6 +84,7 @@ class SamMaskRefiner:
         self.use_box = bool(use_box)
         self.multimask = bool(multimask)
         self.iou_thr = iou_thr
+        self.min_teacher_iou = min_teacher_iou
         self.temperature = float(temperature)
         self.generator = torch.Generator()
         if seed is not None:
@@ -173,6 +179,10 @@ class SamMaskRefiner:
         from_sam = sam_masks.flatten(1).any(dim=1)
         if self.iou_thr:
             from_sam &= iou_best >= self.iou_thr
+        if self.min_teacher_iou:
+            inter = (sam_masks & teacher).flatten(1).sum(1).float()
+            union = (sam_masks | teacher).flatten(1).sum(1).float().clamp(min=1)
+            from_sam &= inter / union >= self.min_teacher_iou
         masks = torch.where(from_sam[:, None, None], sam_masks, teacher)
         fallback = boxes if boxes is not None else masks_to_boxes(teacher)
         return RefinedInstances(masks, masks_to_boxes(masks, fallback=fallback), iou_best,

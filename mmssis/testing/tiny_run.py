@@ -1,4 +1,6 @@
 """Configs for very short real training runs on the tiny demo data (tests, CI)."""
+import uuid
+
 from mmengine.config import Config
 
 DEMO_SUP_CONFIG = 'configs/demo/mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py'
@@ -29,6 +31,9 @@ def shrink_for_test(cfg: Config, data_root: str, work_dir: str, max_iters: int =
     cfg.default_hooks.logger.interval = 1
     cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
     cfg.visualizer.vis_backends = [dict(type='LocalVisBackend')]
+    # Visualizers are global singletons by name: a second runner in the same process would
+    # otherwise reuse the first one's save_dir.
+    cfg.visualizer.name = f'visualizer_{uuid.uuid4().hex[:8]}'
     loaders = [cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader]
     for loader in loaders:
         loader.num_workers = 0

@@ -131,3 +131,20 @@ def test_refiner_selects_highest_iou_mask_real_tiny_sam(image):
     expected = masks[torch.arange(3), best]
     expected = torch.where(expected.flatten(1).any(1)[:, None, None], expected, logits > 0)
     assert torch.equal(res.masks, expected)
+
+
+def test_teacher_agreement_gate(image):
+    # The echo SAM draws the prompt box; a teacher mask that is a thin ring inside its
+    # box overlaps the drawn box little, so a high min_teacher_iou keeps the teacher's.
+    backend = SamModelBackend(build_echo_sam())
+    logits, boxes = _teacher()
+    ring = logits.clone()
+    ring[:, 60:240, 60:440] = -5.0  # hollow out: teacher masks become thin frames
+    free = SamMaskRefiner(backend, use_box=True, multimask=False, seed=0).refine(
+        image, ring, boxes)
+    agree = (free.masks & (ring > 0)).flatten(1).sum(1).float() / \
+        (free.masks | (ring > 0)).flatten(1).sum(1).float()
+    gated = SamMaskRefiner(backend, use_box=True, multimask=False, seed=0,
+                           min_teacher_iou=float(agree.max()) + 1e-3).refine(image, ring, boxes)
+    assert free.from_sam.any() and not gated.from_sam.any()
+    assert torch.equal(gated.masks, ring > 0)
