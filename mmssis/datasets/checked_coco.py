@@ -346,7 +346,14 @@ class CheckedCocoDataset(CocoDataset):
 
     def _parse_coco(self, coco) -> List[dict]:
         """Turn the COCO index into data infos (same as CocoDataset)."""
-        self.cat_ids = coco.get_cat_ids(cat_names=self.metainfo['classes'])
+        classes = list(self.metainfo['classes'])
+        names = {c.get('name') for c in coco.dataset.get('categories', [])}
+        missing = [c for c in classes if c not in names]
+        if missing:
+            # CocoDataset would skip them silently and shift every later class's label.
+            raise ValueError(f'{self.ann_file}: classes {missing} of the dataset metainfo '
+                             f'are not among the json categories {sorted(names)}')
+        self.cat_ids = coco.get_cat_ids(cat_names=classes)
         self.cat2label = {cat_id: i for i, cat_id in enumerate(self.cat_ids)}
         self.cat_img_map = copy.deepcopy(coco.cat_img_map)
         data_list = []

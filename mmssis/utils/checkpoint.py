@@ -110,3 +110,12 @@ def load_checkpoint_file(filename: str, map_location: Optional[Any] = None) -> A
             f'on the allow-list of mmssis.utils.checkpoint (no code from it was run). '
             f'torch said: {str(err).splitlines()[0]}. If you trust the file and the type is '
             f'harmless, add it with torch.serialization.add_safe_globals([...]).') from None
+    except (RuntimeError, EOFError) as err:
+        # A file cut short (e.g. by a kill during saving) or empty: torch names no path.
+        # Other RuntimeErrors (e.g. a CUDA map_location on a CPU machine) pass unchanged.
+        if isinstance(err, RuntimeError) and not any(
+                k in str(err) for k in ('zip archive', 'central directory', 'PytorchStreamReader')):
+            raise
+        raise RuntimeError(f'checkpoint {filename} is truncated or not a torch checkpoint '
+                           f'({type(err).__name__}: {str(err).splitlines()[0] if str(err) else "empty file"}). '
+                           'Delete it and resume from an earlier one.') from err

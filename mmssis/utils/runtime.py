@@ -65,10 +65,14 @@ def _requested_device(cfg: Config) -> Optional[str]:
     semi = cfg.get('model', {}).get('semi_train_cfg', None) or {}
     for key in ('sam_refiner', 'sam'):
         part = semi.get(key, None)
-        if isinstance(part, dict):
-            backend = part.get('backend', part)
+        # PseudoLabelSamRefiner nests the SamMaskRefiner (refiner.backend).
+        while isinstance(part, dict):
+            backend = part.get('backend', None)
             if isinstance(backend, dict) and backend.get('device'):
                 return str(backend['device'])
+            if part.get('device'):
+                return str(part['device'])
+            part = part.get('refiner', None)
     return None
 
 

@@ -43,10 +43,6 @@ def test_auto_resume_ignores_checkpoint_cut_short_by_a_kill(tmp_path):
     assert torch.load(tmp_path / 'iter_3.pth', weights_only=True)['meta']['iter'] == 3
 
 
-@pytest.mark.xfail(strict=True, reason='gap: load_checkpoint_file turns only '
-                   'UnpicklingError into an error naming the file; a truncated file gives '
-                   "torch's zip-archive RuntimeError and a 0-byte file a bare EOFError, "
-                   'neither naming the checkpoint')
 @pytest.mark.parametrize('cut', ['half', 'empty'])
 def test_truncated_checkpoint_error_names_file(tmp_path, cut):
     full = tmp_path / 'full.pth'

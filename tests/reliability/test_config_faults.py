@@ -73,10 +73,6 @@ def test_sam_backend_cuda_device_on_cpu_machine_is_a_clear_error():
 
 
 @NO_CUDA
-@pytest.mark.xfail(strict=True, reason='gap: adapt_cfg_to_machine looks at '
-                   'sam_refiner.backend only, not sam_refiner.refiner.backend (the '
-                   'PseudoLabelSamRefiner layout of the demo/paper configs); the run then '
-                   "fails at model build with torch's 'Found no NVIDIA driver' instead")
 def test_nested_sam_backend_cuda_device_on_cpu_machine_is_a_clear_error():
     cfg = Config.fromfile(REFINE_CONFIG)
     cfg.model.semi_train_cfg.sam_refiner.refiner.backend.device = 'cuda:0'

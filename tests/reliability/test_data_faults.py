@@ -8,7 +8,7 @@ polygons, zero-area masks, boxes outside the image (R5).
 Here: what happens *without* the up-front checks (the training-time pipeline), 0-byte
 images, labelled images with no (or only degenerate) annotations, a zero-instance
 labelled sample in the semi-supervised loss, and class names missing from the json.
-Two known gaps are pinned as strict ``xfail`` (they flip to failures once fixed).
+One known gap is pinned as a strict ``xfail`` (it flips to a failure once fixed).
 """
 import json
 import shutil
@@ -161,10 +161,6 @@ def test_zero_instance_labelled_sample_trains_as_background(one_thread):
 
 
 # ------------------------------------------------------------------ R1 class names
-@pytest.mark.xfail(strict=True,
-                   reason='gap: a metainfo class missing from the json categories is '
-                   'silently skipped by CocoDataset (get_cat_ids), shifting the labels of '
-                   'the following classes; CheckedCocoDataset should raise naming it')
 def test_metainfo_class_missing_from_categories_is_an_error(demo_copy):
     def drop_square(doc):
         sq = next(c['id'] for c in doc['categories'] if c['name'] == 'square')
