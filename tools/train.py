@@ -12,6 +12,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmssis.datasets.sampler_check import check_semi_sampler
+from mmssis.engine.optim_wrappers import NonFiniteLossError, save_nonfinite_checkpoint
 from mmssis.utils import (adapt_cfg_to_machine, default_work_dir, init_cpu_distributed,
                           register_all_modules, set_local_rank_env)
 
@@ -56,7 +57,11 @@ def main() -> None:
     check_semi_sampler(cfg, world_size=int(os.environ.get('WORLD_SIZE', 1)))
 
     if args.amp:
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        # Keep the non-finite-loss guard when it is configured (R8 of docs/reliability.md).
+        guarded = cfg.optim_wrapper.get('type') in ('SkipNonFiniteOptimWrapper',
+                                                    'mmssis.SkipNonFiniteOptimWrapper')
+        cfg.optim_wrapper.type = 'mmssis.SkipNonFiniteAmpOptimWrapper' if guarded \
+            else 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
     if args.auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
@@ -75,7 +80,6 @@ def main() -> None:
 
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     # A diverged run (SkipNonFiniteOptimWrapper): save the last good state, exit non-zero.
-    from mmssis.engine.optim_wrappers import NonFiniteLossError, save_nonfinite_checkpoint
     try:
         runner.train()
     except NonFiniteLossError as err:
