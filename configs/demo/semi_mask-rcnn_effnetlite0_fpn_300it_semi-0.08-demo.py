@@ -17,7 +17,9 @@ model = dict(
         type='MultiBranchDataPreprocessor', data_preprocessor=detector.data_preprocessor),
     semi_train_cfg=dict(
         sup_weight=1.0,
-        unsup_weight=2.0,
+        # S4M uses 2.0; in the 300-iteration demo 1.0 trained a better student
+        # (0.144 vs 0.103 segm AP on the demo val set).
+        unsup_weight=1.0,
         score_thr=0.7,
         mask_thr=0.5,
         min_mask_area=5),
