@@ -10,7 +10,7 @@ from mmdet.datasets.transforms import LoadAnnotations
 from mmcv.transforms import LoadImageFromFile
 from mmengine.logging import MMLogger
 
-from mmssis.datasets import (CheckedCocoDataset, CocoFormatError,
+from mmssis.datasets import (DEMO_CLASSES, CheckedCocoDataset, CocoFormatError,
                              CorruptImageError, demo_metainfo)
 from mmssis.datasets.checked_coco import check_annotation
 from mmssis.registry import DATASETS
@@ -171,7 +171,7 @@ def _degenerate_coco():
     ]
     return dict(images=[dict(id=1, file_name='a.png', height=32, width=32)],
                 annotations=anns,
-                categories=[dict(id=1, name='disc')])
+                categories=[dict(id=i + 1, name=n) for i, n in enumerate(DEMO_CLASSES)])
 
 
 def test_degenerate_annotations_dropped(tmp_path, log_records):
