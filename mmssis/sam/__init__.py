@@ -7,7 +7,7 @@ from .base import ImageEmbedding, SamBackend, to_hwc_uint8_rgb
 from .cache import EmbeddingCache, build_embedding_cache, make_cache_key
 from .checkpoint import SamCheckpointError, load_sam_weights, read_state_dict
 from .lite_medsam import LiteMedSamBackend, build_lite_medsam_sam, default_lite_medsam_checkpoint
-from .prompts import boxes_to_masks, masks_to_boxes, sample_points_from_logits
+from .prompts import boxes_to_masks, masks_to_boxes, paired_mask_iou, sample_points_from_logits
 from .refiner import RefinedInstances, SamMaskRefiner, refine_instances
 from .sam2_backend import Sam2Backend, sam2_available
 from .sam_model import SamModelBackend
@@ -19,5 +19,6 @@ __all__ = [
     'build_lite_medsam_sam', 'default_lite_medsam_checkpoint', 'SamCheckpointError',
     'load_sam_weights', 'read_state_dict', 'EmbeddingCache', 'build_embedding_cache',
     'make_cache_key', 'sample_points_from_logits', 'masks_to_boxes', 'boxes_to_masks',
+    'paired_mask_iou',
     'SamMaskRefiner', 'RefinedInstances', 'refine_instances'
 ]

@@ -12,41 +12,62 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-__all__ = ['sample_points_from_logits', 'masks_to_boxes', 'boxes_to_masks']
+__all__ = ['sample_points_from_logits', 'masks_to_boxes', 'boxes_to_masks', 'paired_mask_iou']
 
 #: Maximum number of ``N*H*W`` elements processed at once while sampling.
 _CHUNK_ELEMS = 1 << 24
 
 
 def masks_to_boxes(masks: Tensor, fallback: Optional[Tensor] = None) -> Tensor:
-    """Tight boxes of binary masks.
+    """Tight ``xyxy`` boxes around binary masks, in mmdet's pixel-edge convention.
+
+    ``x2``/``y2`` are one past the last foreground column/row (as
+    ``BitmapMasks.get_bboxes``), so a single pixel at ``(row i, col j)`` gives
+    ``[j, i, j + 1, i + 1]``. :func:`torchvision.ops.masks_to_boxes` is not reused: it
+    returns inclusive ``x2 = last column`` (pixel-index convention, which would shrink
+    every box by one pixel next to ``bbox_project``) and older torchvision versions
+    raise on empty masks.
 
     Args:
-        masks: ``(N, H, W)`` bool (or 0/1) masks.
+        masks: ``(N, H, W)``; any nonzero value is foreground (binarise soft masks first).
         fallback: Optional ``(N, 4)`` boxes used for empty masks (else zeros).
 
     Returns:
-        ``(N, 4)`` float ``xyxy`` boxes, ``x2 = max column + 1``, ``y2 = max row + 1``.
+        ``(N, 4)`` float32 boxes ``(x1, y1, x2, y2)``.
     """
-    masks = masks.bool()
-    n, h, w = masks.shape
-    boxes = masks.new_zeros((n, 4), dtype=torch.float32)
-    if n == 0:
+    if masks.dim() != 3:
+        raise ValueError(f'masks must be (N, H, W), got {tuple(masks.shape)}')
+    num, height, width = masks.shape
+    boxes = torch.zeros((num, 4), dtype=torch.float32, device=masks.device)
+    if num == 0:
         return boxes
-    cols = masks.any(dim=1)  # (N, W)
-    rows = masks.any(dim=2)  # (N, H)
-    ar_w = torch.arange(w, device=masks.device)
-    ar_h = torch.arange(h, device=masks.device)
-    x1 = torch.where(cols, ar_w, w).amin(dim=1)
-    x2 = torch.where(cols, ar_w, -1).amax(dim=1) + 1
-    y1 = torch.where(rows, ar_h, h).amin(dim=1)
-    y2 = torch.where(rows, ar_h, -1).amax(dim=1) + 1
-    boxes = torch.stack([x1, y1, x2, y2], dim=1).float()
-    empty = ~cols.any(dim=1)
-    if empty.any():
-        fb = (fallback.to(boxes) if fallback is not None else boxes.new_zeros((n, 4)))
-        boxes[empty] = fb[empty]
+    fg = masks != 0
+    rows = fg.any(dim=2)  # (N, H)
+    cols = fg.any(dim=1)  # (N, W)
+    nonempty = rows.any(dim=1)
+    if height and width:
+        row_idx = torch.arange(height, device=masks.device)
+        col_idx = torch.arange(width, device=masks.device)
+        # First/last occupied index via masked min/max over the index ranges.
+        y1 = torch.where(rows, row_idx, height).amin(dim=1)
+        y2 = torch.where(rows, row_idx, -1).amax(dim=1) + 1
+        x1 = torch.where(cols, col_idx, width).amin(dim=1)
+        x2 = torch.where(cols, col_idx, -1).amax(dim=1) + 1
+        stacked = torch.stack([x1, y1, x2, y2], dim=1).to(torch.float32)
+        boxes[nonempty] = stacked[nonempty]
+    if fallback is not None and not nonempty.all():
+        boxes[~nonempty] = fallback.to(boxes)[~nonempty]
     return boxes
+
+
+def paired_mask_iou(masks_a: Tensor, masks_b: Tensor) -> Tensor:
+    """IoU of corresponding masks: ``(N, H, W)`` x ``(N, H, W)`` bool -> ``(N,)``.
+
+    Two empty masks give 0.
+    """
+    inter = (masks_a & masks_b).flatten(1).sum(1).float()
+    union = (masks_a | masks_b).flatten(1).sum(1).float().clamp(min=1)
+    return inter / union
 
 
 def boxes_to_masks(boxes: Tensor, size: Tuple[int, int]) -> Tensor:

@@ -19,7 +19,7 @@ from torch import Tensor
 from mmssis.registry import MODELS
 from .base import ImageEmbedding, ImageLike, SamBackend
 from .cache import build_embedding_cache
-from .prompts import masks_to_boxes, sample_points_from_logits
+from .prompts import masks_to_boxes, paired_mask_iou, sample_points_from_logits
 
 __all__ = ['SamMaskRefiner', 'RefinedInstances', 'refine_instances']
 
@@ -180,9 +180,7 @@ class SamMaskRefiner:
         if self.iou_thr:
             from_sam &= iou_best >= self.iou_thr
         if self.min_teacher_iou:
-            inter = (sam_masks & teacher).flatten(1).sum(1).float()
-            union = (sam_masks | teacher).flatten(1).sum(1).float().clamp(min=1)
-            from_sam &= inter / union >= self.min_teacher_iou
+            from_sam &= paired_mask_iou(sam_masks, teacher) >= self.min_teacher_iou
         masks = torch.where(from_sam[:, None, None], sam_masks, teacher)
         fallback = boxes if boxes is not None else masks_to_boxes(teacher)
         return RefinedInstances(masks, masks_to_boxes(masks, fallback=fallback), iou_best,

@@ -28,6 +28,9 @@ from mmdet.structures.mask import BitmapMasks
 from mmengine.structures import BaseDataElement, InstanceData
 from torch import Tensor
 
+# One implementation of mask -> box (mmdet's x2 = last column + 1) for the whole package.
+from mmssis.sam.prompts import masks_to_boxes  # noqa: F401,E402
+
 HomographyLike = Union[Tensor, np.ndarray]
 
 
@@ -142,45 +145,6 @@ def project_masks(masks: Tensor,
         else:
             out[start:start + chunk_size] = (warped >= threshold).to(masks.dtype)
     return out
-
-
-def masks_to_boxes(masks: Tensor) -> Tensor:
-    """Tight ``xyxy`` boxes around binary masks, in mmdet's pixel-edge convention.
-
-    ``x2``/``y2`` are one past the last foreground column/row (as
-    ``BitmapMasks.get_bboxes``), so a single pixel at ``(row i, col j)`` gives
-    ``[j, i, j + 1, i + 1]``. :func:`torchvision.ops.masks_to_boxes` is not reused: it
-    returns inclusive ``x2 = last column`` (pixel-index convention, which would shrink
-    every box by one pixel next to ``bbox_project``) and older torchvision versions
-    raise on empty masks.
-
-    Args:
-        masks (Tensor): ``(N, H, W)``; any nonzero value is foreground (binarise soft
-            masks first).
-
-    Returns:
-        Tensor: ``(N, 4)`` float32 boxes ``(x1, y1, x2, y2)``; empty masks give zeros.
-    """
-    if masks.dim() != 3:
-        raise ValueError(f'masks must be (N, H, W), got {tuple(masks.shape)}')
-    num, height, width = masks.shape
-    boxes = torch.zeros((num, 4), dtype=torch.float32, device=masks.device)
-    if num == 0 or height == 0 or width == 0:
-        return boxes
-    fg = masks != 0
-    rows = fg.any(dim=2)  # (N, H)
-    cols = fg.any(dim=1)  # (N, W)
-    nonempty = rows.any(dim=1)
-    row_idx = torch.arange(height, device=masks.device)
-    col_idx = torch.arange(width, device=masks.device)
-    # First/last occupied index via masked min/max over the index ranges.
-    y1 = torch.where(rows, row_idx, height).amin(dim=1)
-    y2 = torch.where(rows, row_idx, -1).amax(dim=1) + 1
-    x1 = torch.where(cols, col_idx, width).amin(dim=1)
-    x2 = torch.where(cols, col_idx, -1).amax(dim=1) + 1
-    stacked = torch.stack([x1, y1, x2, y2], dim=1).to(torch.float32)
-    boxes[nonempty] = stacked[nonempty]
-    return boxes
 
 
 def _masks_as_tensor(masks: Union[BitmapMasks, Tensor], device: torch.device) -> Tensor:

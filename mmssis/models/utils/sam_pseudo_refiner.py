@@ -24,6 +24,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmssis.registry import MODELS
+from mmssis.sam.prompts import paired_mask_iou
 from .mask_projection import masks_to_boxes, project_masks, sample_homography
 
 
@@ -105,7 +106,7 @@ class PseudoLabelSamRefiner:
             else:
                 masks, res = self._refine_in_original(sample, inst)
             inst = inst.clone()
-            ious.append(_mask_iou(inst.masks, masks))
+            ious.append(paired_mask_iou(inst.masks, masks))
             used.append(res.from_sam.float())
             inst.masks = masks
             inst.sam_iou = res.iou_pred
@@ -143,10 +144,3 @@ class PseudoLabelSamRefiner:
         view_h, view_w = meta['img_shape'][:2]
         masks = project_masks(res.masks, h_view, (view_h, view_w)).bool()
         return masks, res
-
-
-def _mask_iou(a: Tensor, b: Tensor) -> Tensor:
-    """Per-instance IoU of two (N, H, W) boolean mask stacks -> (N,)."""
-    inter = (a & b).flatten(1).sum(1).float()
-    union = (a | b).flatten(1).sum(1).float().clamp(min=1)
-    return inter / union
