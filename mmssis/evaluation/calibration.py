@@ -94,20 +94,12 @@ def match_detections(pred_masks: Union[np.ndarray, Tensor],
     if pred.shape[1:] != gt.shape[1:]:
         raise ValueError(f'pred and gt masks must share a frame, got {tuple(pred.shape[1:])}'
                          f' vs {tuple(gt.shape[1:])}')
-    # Matching never crosses classes, so IoUs are only needed within each class.
-    for cls in np.intersect1d(labels, g_labels):
-        p_idx = np.flatnonzero(labels == cls)
-        g_idx = np.flatnonzero(g_labels == cls)
-        iou = mask_iou(pred[p_idx], gt[g_idx]).numpy()
-        order = np.argsort(-scores[p_idx], kind='stable')
-        free = np.ones(len(g_idx), dtype=bool)
-        for row in order:
-            cand = np.where(free, iou[row], -1.0)
-            best = int(cand.argmax())
-            if cand[best] >= iou_thr:
-                free[best] = False
-                correct[p_idx[row]] = True
-    return correct
+    # The same greedy rule as the pseudo-label quality metric (imported here: that module
+    # builds on this one's mask_iou).
+    from .pseudo_label_quality import match_instances
+    match = match_instances(pred, gt, torch.from_numpy(labels), torch.from_numpy(g_labels),
+                            torch.from_numpy(scores), iou_thr=iou_thr, class_aware=True)
+    return match.pred_to_gt >= 0
 
 
 def reliability_curve(scores: ArrayLike, correct: ArrayLike,

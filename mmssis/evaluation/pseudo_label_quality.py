@@ -112,18 +112,22 @@ def match_instances(pred_masks: Tensor, gt_masks: Tensor,
         return ImageMatch(num_pred, num_gt, np.zeros(0, np.float32),
                           np.zeros(num_pred, np.float32), pred_to_gt)
     iou = mask_iou_matrix(pred_masks, gt_masks).cpu()
+    # Pairs that may match: all, or same-class only (-1 keeps other classes out even at
+    # iou_thr <= 0; best_ious reports 0 for them).
+    allowed = torch.ones_like(iou, dtype=torch.bool)
     if class_aware:
         if pred_labels is None or gt_labels is None:
             raise ValueError('class_aware matching needs pred_labels and gt_labels')
-        same = pred_labels.cpu().reshape(-1, 1) == gt_labels.cpu().reshape(1, -1)
-        iou = torch.where(same, iou, torch.zeros_like(iou))
+        allowed = pred_labels.cpu().reshape(-1, 1) == gt_labels.cpu().reshape(1, -1)
+        iou = torch.where(allowed, iou, torch.zeros_like(iou))
     iou_np = iou.numpy()
+    match_iou = np.where(allowed.numpy(), iou_np, -1.0)
     order = (np.argsort(-pred_scores.detach().cpu().numpy(), kind='stable')
              if pred_scores is not None else np.arange(num_pred))
     gt_free = np.ones(num_gt, dtype=bool)
     matched = []
     for p in order:
-        cand = np.where(gt_free, iou_np[p], -1.0)
+        cand = np.where(gt_free, match_iou[p], -1.0)
         g = int(cand.argmax())
         if cand[g] >= iou_thr:
             gt_free[g] = False
