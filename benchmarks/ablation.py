@@ -2,90 +2,103 @@
 + distillation -> + calibration, over several seeds, as a markdown table of segm AP.
 
 Rows are cumulative. Stage-1 teachers (plain and SAM-distilled) are trained once per seed
-and shared by the stage-2 rows. Every run is an ordinary ``tools/train.py`` run (see
-``mmssis.apis.train_stage``); finished runs are skipped, so the script can be re-run to
-resume. Figures go to ``benchmarks/results/ablation.{md,json}``.
+and shared by the stage-2 rows. Every run is an ordinary ``tools/train.py`` run, scheduled
+by :class:`mmssis.apis.StageRunner` (``--jobs`` at a time, a stage starts when its teacher is
+done); finished runs are skipped, so the script can be re-run to resume. Seed 0 uses the
+configs unchanged, so its runs are the ``make demo`` runs: ``--seed0-dir work_dirs/demo``
+reuses them (``sup``, ``semi``, ``s4m_stage1``, ``s4m``). Figures go to
+``benchmarks/results/ablation.{md,json}``.
 
 Usage:
-    python benchmarks/ablation.py --seeds 0 1 [--iters 300] [--work-dir work_dirs/ablation]
+    python benchmarks/ablation.py --seeds 0 1 [--seed0-dir work_dirs/demo] [--jobs 2]
 """
 import argparse
 import json
 import os
 import os.path as osp
+import platform
 import statistics
 import sys
 import time
+from typing import Dict, List
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from mmssis.apis import evaluate_checkpoint, train_stage  # noqa: E402
+from mmssis.apis import StageRunner  # noqa: E402
 
 D = 'configs/demo/'
-STAGE1 = {
-    'plain': D + 'mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py',
-    'distill': D + 's4m-distill_mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py',
-}
-# (row, stage-2 config or None for the stage-1 model itself, teacher kind)
+SUP = D + 'mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py'
+DISTILL = D + 's4m-distill_mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py'
+SEMI = D + 'semi_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'
+REFINE = D + 's4m-refine_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'
+ARP = D + 's4m-arp_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'
+S4M = D + 's4m_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'
+# (table row, stage name, config, teacher stage). Stage names match tools/misc/run_demo.py
+# where the run is the same.
 ROWS = [
-    ('supervised', None, 'plain'),
-    ('semi', D + 'semi_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py', 'plain'),
-    ('+ refinement', D + 's4m-refine_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py', 'plain'),
-    ('+ ARP', D + 's4m-arp_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py', 'plain'),
-    ('+ distillation', D + 's4m-arp_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py',
-     'distill'),
-    ('+ calibration', D + 's4m_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py', 'distill'),
+    ('supervised', 'sup', SUP, None),
+    ('semi', 'semi', SEMI, 'sup'),
+    ('+ refinement', 'refine_plain', REFINE, 'sup'),
+    ('+ ARP', 'arp_plain', ARP, 'sup'),
+    ('+ distillation', 'arp_distill', ARP, 's4m_stage1'),
+    ('+ calibration', 's4m', S4M, 's4m_stage1'),
 ]
 
 
-def slug(row: str) -> str:
-    return row.replace('+ ', '').replace(' ', '_')
+def seed_stages(seed: int) -> List[Dict]:
+    """The stage graph of one seed (seed 0: the configs as they are)."""
+    options = [] if seed == 0 else [f'randomness.seed={seed}']
+    stages = [dict(name='sup', config=SUP, row='supervised', options=options),
+              dict(name='s4m_stage1', config=DISTILL, row=None, options=options)]
+    stages += [dict(name=name, config=cfg, row=row, load_from=teacher, options=options)
+               for row, name, cfg, teacher in ROWS[1:]]
+    return stages
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
-    parser.add_argument('--iters', type=int, default=300)
+    parser.add_argument('--jobs', type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs', 'ablation'))
+    parser.add_argument('--seed0-dir', default=None,
+                        help='work dir of seed 0 (e.g. work_dirs/demo to reuse make demo)')
     parser.add_argument('--out', default=osp.join(REPO, 'benchmarks', 'results', 'ablation'))
     args = parser.parse_args()
+    os.chdir(REPO)
     os.environ.setdefault('MMSSIS_DEMO_ROOT', osp.join(REPO, 'data', 'demo') + '/')
+    os.environ.setdefault('MMSSIS_SAM_CACHE', osp.join(args.work_dir, 'sam_cache'))
     t0 = time.time()
-    aps = {row: [] for row, _, _ in ROWS}
+    aps: Dict[str, List[float]] = {row: [] for row, *_ in ROWS}
     for seed in args.seeds:
-        common = [f'randomness.seed={seed}', f'train_cfg.max_iters={args.iters}',
-                  f'train_cfg.val_interval={args.iters}']
-        teachers = {
-            kind: train_stage(cfg, osp.join(args.work_dir, f'seed{seed}', f'stage1_{kind}'),
-                              options=common)
-            for kind, cfg in STAGE1.items()
-        }
-        for row, cfg, kind in ROWS:
-            if cfg is None:
-                cfg, ckpt = STAGE1[kind], teachers[kind]
-            else:
-                ckpt = train_stage(cfg, osp.join(args.work_dir, f'seed{seed}', slug(row)),
-                                   load_from=teachers[kind], options=common)
-            metrics = evaluate_checkpoint(
-                cfg, ckpt, osp.join(args.work_dir, f'seed{seed}', slug(row), 'eval'))
-            aps[row].append(float(metrics['coco/segm_mAP']))
+        root = args.seed0_dir if seed == 0 and args.seed0_dir else \
+            osp.join(args.work_dir, f'seed{seed}')
+        runner = StageRunner(seed_stages(seed), root, jobs=args.jobs)
+        runner.run()
+        for row, name, *_ in ROWS:
+            aps[row].append(float(runner.metrics[name]['coco/segm_mAP']))
             print(f'seed {seed} {row:<16} segm AP {aps[row][-1]:.3f}', flush=True)
-    lines = [f'# S4M ablation on the demo (segm AP on val, {args.iters} iterations per stage, '
-             f'seeds {args.seeds})', '', '| row | segm AP (mean ± spread) | per seed |',
-             '| --- | --- | --- |']
-    for row, _, _ in ROWS:
+    sup = statistics.mean(aps['supervised'])
+    lines = [f'# S4M ablation on the demo (segm AP on the 60 val images, 300 iterations per '
+             f'stage, seeds {args.seeds})', '',
+             '| row | segm AP (mean ± spread) | / supervised | per seed |',
+             '| --- | --- | --- | --- |']
+    for row, *_ in ROWS:
         v = aps[row]
         spread = (max(v) - min(v)) / 2 if len(v) > 1 else 0.0
         lines.append(f'| {row} | {statistics.mean(v):.3f} ± {spread:.3f} | '
-                     + ', '.join(f'{x:.3f}' for x in v) + ' |')
-    lines += ['', f'Spread = half the max-min range over seeds. Wall time {time.time() - t0:.0f} s '
-              f'on {os.cpu_count()} CPU cores.']
+                     f'{statistics.mean(v) / sup:.2f} | ' + ', '.join(f'{x:.3f}' for x in v)
+                     + ' |')
+    lines += ['', 'Rows are cumulative (each adds one part to the row above). Spread = half '
+              'the max-min range over seeds.',
+              f'Machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU; '
+              f'{args.jobs} stage(s) at a time; wall time {time.time() - t0:.0f} s '
+              '(runs found finished were not re-run).']
     os.makedirs(osp.dirname(args.out), exist_ok=True)
     with open(args.out + '.md', 'w') as f:
         f.write('\n'.join(lines) + '\n')
     with open(args.out + '.json', 'w') as f:
-        json.dump(dict(seeds=args.seeds, iters=args.iters, segm_ap=aps), f, indent=2)
+        json.dump(dict(seeds=args.seeds, segm_ap=aps), f, indent=2)
     print('\n'.join(lines))
 
 

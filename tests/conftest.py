@@ -45,5 +45,9 @@ def pytest_configure(config):
     """
     os.environ['OMP_NUM_THREADS'] = '1'
     os.environ['MKL_NUM_THREADS'] = '1'
+    # Demo SAM configs keep an on-disk embedding cache (default work_dirs/sam_cache):
+    # tests that build them must not write into the checkout.
+    import tempfile
+    os.environ['MMSSIS_SAM_CACHE'] = tempfile.mkdtemp(prefix='mmssis_sam_cache_')
     import torch
     torch.set_num_threads(1)

@@ -150,7 +150,8 @@ def encode_mask(mask: np.ndarray) -> dict:
 def build_refiner(backend: str = 'lite_medsam', checkpoint: Optional[str] = None,
                   device: str = 'cpu', num_points: Optional[int] = None,
                   use_box: Optional[bool] = None, multimask: Optional[bool] = None,
-                  seed: int = 0):
+                  seed: int = 0, fusion: str = 'replace',
+                  min_teacher_iou: Optional[float] = None):
     """A :class:`mmssis.sam.SamMaskRefiner` for one of :data:`SAM_BACKENDS`.
 
     ``None`` prompt options take the backend's defaults (:data:`PROMPT_DEFAULTS`).
@@ -170,7 +171,7 @@ def build_refiner(backend: str = 'lite_medsam', checkpoint: Optional[str] = None
     use_box = defaults[1] if use_box is None else use_box
     multimask = defaults[2] if multimask is None else multimask
     return SamMaskRefiner(sam, num_points=num_points, use_box=use_box, multimask=multimask,
-                          seed=seed)
+                          seed=seed, fusion=fusion, min_teacher_iou=min_teacher_iou)
 
 
 # ----------------------------------------------------------------------------------------
@@ -368,6 +369,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='prompt with the mask box (default: per backend)')
     parser.add_argument('--multimask', action=argparse.BooleanOptionalAction, default=None,
                         help="keep the best of SAM's 3 masks (default: per backend)")
+    parser.add_argument('--fusion', choices=['replace', 'mean_prob'], default='replace',
+                        help="'replace': SAM's mask (S4M); 'mean_prob': mean of the "
+                        "teacher's and SAM's probabilities >= 0.5")
+    parser.add_argument('--min-teacher-iou', type=float, default=None,
+                        help="keep the teacher's mask when SAM's overlaps it less")
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--seed', type=int, default=0, help='point sampling seed')
     parser.add_argument('--no-progress', action='store_true')
@@ -397,7 +403,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
                                             device=args.device, score_thr=args.score_thr,
                                             predict_on=args.predict_on, progress=progress)
     refiner = build_refiner(args.sam_backend, args.sam_checkpoint, args.device,
-                            args.num_points, args.use_box, args.multimask, args.seed)
+                            args.num_points, args.use_box, args.multimask, args.seed,
+                            fusion=args.fusion, min_teacher_iou=args.min_teacher_iou)
     print(f'refining with {refiner!r}')
     doc, summary = refine_predictions(predictions, coco, args.img_dir, refiner,
                                       score_thr=args.score_thr, min_area=args.min_area,

@@ -1,3 +1,4 @@
-from .stages import evaluate_checkpoint, train_stage
+from .stages import (StageRunner, evaluate_checkpoint, evaluate_checkpoint_subprocess,
+                     train_stage)
 
-__all__ = ['train_stage', 'evaluate_checkpoint']
+__all__ = ['train_stage', 'evaluate_checkpoint', 'evaluate_checkpoint_subprocess', 'StageRunner']

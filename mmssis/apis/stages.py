@@ -5,31 +5,44 @@ subprocess, exactly as a user runs ``tools/train.py`` (so a crash in one stage c
 state behind in the next), is resumed when its work dir has a ``last_checkpoint``, and is
 skipped when ``final.pth`` exists.
 """
+import json
 import os
 import os.path as osp
 import subprocess
 import sys
+import threading
+import time
 from typing import Dict, List, Optional, Sequence
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 _PROGRESS = (' - mmengine - INFO - Iter(', 'coco/segm_mAP', 'Error', 'calibration')
 
 
-def _run_logged(cmd: List[str], log_file: str, echo: bool = True) -> None:
+def _stage_env(threads: Optional[int] = None) -> Dict[str, str]:
+    """Environment of a stage subprocess: the repository's code first on ``sys.path``;
+    ``threads`` (when given) caps the OpenMP/MKL/torch threads of the process."""
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    return env
+
+
+def _run_logged(cmd: List[str], log_file: str, echo: bool = True, prefix: str = '',
+                threads: Optional[int] = None) -> None:
     with open(log_file, 'w') as f:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(cmd, cwd=REPO, env=_stage_env(threads), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:
             f.write(line)
             if echo and any(p in line for p in _PROGRESS):
-                print('  ' + line.rstrip()[-160:], flush=True)
+                print(f'  {prefix}' + line.rstrip()[-160:], flush=True)
         if proc.wait() != 0:
             raise RuntimeError(f'stage failed: {" ".join(cmd)}\nfull log: {log_file}')
 
 
 def train_stage(config: str, work_dir: str, load_from: Optional[str] = None,
-                options: Sequence[str] = (), force: bool = False, echo: bool = True) -> str:
+                options: Sequence[str] = (), force: bool = False, echo: bool = True,
+                threads: Optional[int] = None, prefix: str = '') -> str:
     """Train ``config`` into ``work_dir``; returns ``<work_dir>/final.pth``.
 
     Args:
@@ -39,6 +52,9 @@ def train_stage(config: str, work_dir: str, load_from: Optional[str] = None,
         options: Extra ``--cfg-options`` ``key=value`` strings.
         force: Retrain even when ``final.pth`` exists.
         echo: Print training progress lines.
+        threads: CPU threads of the training process (``None``: the library default).
+            Parallel stages on a small CPU run fastest with 1 thread each.
+        prefix: Printed before each echoed line (e.g. the stage name).
     """
     os.makedirs(work_dir, exist_ok=True)
     final = osp.join(work_dir, 'final.pth')
@@ -52,7 +68,7 @@ def train_stage(config: str, work_dir: str, load_from: Optional[str] = None,
         opts.append(f'load_from={load_from}')
     if opts:
         cmd += ['--cfg-options', *opts]
-    _run_logged(cmd, osp.join(work_dir, 'train.log'), echo)
+    _run_logged(cmd, osp.join(work_dir, 'train.log'), echo, prefix, threads)
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         last = f.read().strip()
     os.replace(last, final)
@@ -80,3 +96,117 @@ def evaluate_checkpoint(config: str, checkpoint: str, work_dir: str,
     cfg.resume = False
     adapt_cfg_to_machine(cfg)
     return Runner.from_cfg(cfg).test()
+
+
+def evaluate_checkpoint_subprocess(config: str, checkpoint: str, work_dir: str,
+                                   threads: Optional[int] = None) -> Dict[str, float]:
+    """:func:`evaluate_checkpoint` in a fresh process (safe to run beside other stages:
+    mmengine's runner keeps global state, so two evaluations must not share a process).
+
+    Returns:
+        The metric dict (floats), also written to ``<work_dir>/metrics.json``.
+    """
+    os.makedirs(work_dir, exist_ok=True)
+    out = osp.join(work_dir, 'metrics.json')
+    cmd = [sys.executable, '-m', 'mmssis.apis.stages', 'evaluate', config, checkpoint,
+           work_dir, out]
+    _run_logged(cmd, osp.join(work_dir, 'eval.log'), echo=False, threads=threads)
+    with open(out) as f:
+        return json.load(f)
+
+
+class StageRunner:
+    """Runs stages (train + evaluate) as a dependency graph, ``jobs`` at a time.
+
+    A stage is a dict: ``name`` (its work dir ``<work_dir>/<name>``), ``config``, optional
+    ``load_from`` (the name of the stage whose ``final.pth`` initialises it), ``row``
+    (evaluate it when set) and ``options`` (extra ``--cfg-options``). Stages whose
+    dependency is done start while fewer than ``jobs`` run; each trains and evaluates in
+    subprocesses with ``cpu_count // jobs`` threads. Metrics land in :attr:`metrics`.
+
+    Args:
+        stages: Stage dicts, dependencies before dependants.
+        work_dir: Root work dir; stage ``s`` trains into ``<work_dir>/<s.name>``.
+        jobs: Maximum stages running at once.
+        force: Retrain stages whose ``final.pth`` exists.
+    """
+
+    def __init__(self, stages: List[Dict], work_dir: str, jobs: int = 1,
+                 force: bool = False) -> None:
+        self.stages = stages
+        self.work_dir = work_dir
+        self.jobs = max(1, jobs)
+        self.force = force
+        self.threads = max(1, (os.cpu_count() or 1) // self.jobs)
+        self.metrics: Dict[str, Dict[str, float]] = {}
+        self.timings: Dict[str, float] = {}
+        self.errors: Dict[str, BaseException] = {}
+
+    def _run_one(self, stage: Dict) -> None:
+        name = stage['name']
+        stage_dir = osp.join(self.work_dir, name)
+        teacher = osp.join(self.work_dir, stage['load_from'], 'final.pth') \
+            if stage.get('load_from') else None
+        try:
+            t = time.time()
+            print(f'== stage {name}: {stage["config"]} ({self.threads} thread(s))', flush=True)
+            ckpt = train_stage(stage['config'], stage_dir, load_from=teacher,
+                               options=stage.get('options', ()), force=self.force,
+                               threads=self.threads, prefix=f'[{name}] ')
+            self.timings[f'train_{name}'] = time.time() - t
+            if stage.get('row'):
+                t = time.time()
+                done = osp.join(stage_dir, 'eval', 'metrics.json')
+                if (not self.force and osp.isfile(done)
+                        and osp.getmtime(done) >= osp.getmtime(ckpt)):
+                    with open(done) as f:  # this checkpoint was evaluated already
+                        self.metrics[name] = json.load(f)
+                else:
+                    self.metrics[name] = evaluate_checkpoint_subprocess(
+                        stage['config'], ckpt, osp.join(stage_dir, 'eval'),
+                        threads=self.threads)
+                self.timings[f'eval_{name}'] = time.time() - t
+                print(f'== {name}: segm_mAP {self.metrics[name]["coco/segm_mAP"]:.3f}',
+                      flush=True)
+        except BaseException as e:  # noqa: B902 - reported after the other stages stop
+            self.errors[name] = e
+
+    def run(self) -> None:
+        """Start every stage whose dependency is done while a slot is free; wait."""
+        pending = list(self.stages)
+        running: Dict[str, threading.Thread] = {}
+        done: set = set()
+        while pending or running:
+            for name, thread in list(running.items()):
+                if not thread.is_alive():
+                    thread.join()
+                    del running[name]
+                    done.add(name)
+            if self.errors:  # a failed stage: let the running ones finish, start no more
+                pending = []
+            for stage in list(pending):
+                dep = stage.get('load_from')
+                if len(running) >= self.jobs or (dep and dep not in done):
+                    continue
+                pending.remove(stage)
+                thread = threading.Thread(target=self._run_one, args=(stage, ), daemon=True)
+                running[stage['name']] = thread
+                thread.start()
+            time.sleep(0.5)
+        if self.errors:
+            name, err = next(iter(self.errors.items()))
+            raise RuntimeError(f'stage {name!r} failed: {err}')
+
+
+def _main(argv: Sequence[str]) -> None:
+    if len(argv) != 5 or argv[0] != 'evaluate':
+        raise SystemExit('usage: python -m mmssis.apis.stages evaluate CONFIG CHECKPOINT '
+                         'WORK_DIR OUT_JSON')
+    _, config, checkpoint, work_dir, out = argv
+    metrics = evaluate_checkpoint(config, checkpoint, work_dir)
+    with open(out, 'w') as f:
+        json.dump({k: float(v) for k, v in metrics.items()}, f, indent=2)
+
+
+if __name__ == '__main__':
+    _main(sys.argv[1:])

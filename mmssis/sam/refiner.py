@@ -66,13 +66,23 @@ class SamMaskRefiner:
         seed: Seed of the refiner's own ``torch.Generator`` (``None``: unseeded).
         cache: Optional embedding cache (an ``EmbeddingCache`` or its kwargs);
             installed on the backend, so ``encode`` goes through it.
+        fusion: How SAM's mask replaces the teacher's. ``'replace'`` (S4M): SAM's binary
+            mask. ``'mean_prob'``: pixels where the mean of the teacher's and SAM's
+            foreground probabilities is >= 0.5 -- the two vote with their confidence, so
+            a pixel the teacher is unsure of follows SAM and vice versa (useful when SAM
+            is a domain-shifted model, e.g. LiteMedSAM on natural images).
     """
+
+    FUSIONS = ('replace', 'mean_prob')
 
     def __init__(self, backend: Union[SamBackend, Dict[str, Any]], num_points: int = 3,
                  use_box: bool = False, multimask: bool = True,
                  iou_thr: Optional[float] = None, temperature: float = 1.0,
                  seed: Optional[int] = None, cache: Any = None,
-                 min_teacher_iou: Optional[float] = None) -> None:
+                 min_teacher_iou: Optional[float] = None, fusion: str = 'replace') -> None:
+        if fusion not in self.FUSIONS:
+            raise ValueError(f'fusion must be one of {self.FUSIONS}, got {fusion!r}')
+        self.fusion = fusion
         if isinstance(backend, dict):
             backend = MODELS.build(backend)
         if not isinstance(backend, SamBackend):
@@ -94,7 +104,8 @@ class SamMaskRefiner:
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(backend={self.backend!r}, num_points={self.num_points}, '
-                f'use_box={self.use_box}, multimask={self.multimask}, iou_thr={self.iou_thr})')
+                f'use_box={self.use_box}, multimask={self.multimask}, iou_thr={self.iou_thr}, '
+                f'fusion={self.fusion!r})')
 
     @property
     def cache(self):
@@ -174,7 +185,13 @@ class SamMaskRefiner:
         ar = torch.arange(n, device=iou.device)
         iou_best = iou[ar, best]
         logits_best = self.backend.postprocess_masks(emb, low_res[ar, best][:, None])[:, 0]
-        sam_masks = (logits_best > self.backend.mask_threshold).to(out_dev)
+        logits_best = logits_best.to(out_dev)
+        if self.fusion == 'mean_prob':
+            # Both are logits (SAM's threshold is its mask_threshold, 0 for SAM).
+            sam_prob = torch.sigmoid(logits_best - self.backend.mask_threshold)
+            sam_masks = (sam_prob + torch.sigmoid(mask_logits.float())) >= 1.0
+        else:
+            sam_masks = logits_best > self.backend.mask_threshold
         iou_best = iou_best.to(out_dev)
         from_sam = sam_masks.flatten(1).any(dim=1)
         if self.iou_thr:

@@ -148,3 +148,27 @@ def test_teacher_agreement_gate(image):
                            min_teacher_iou=float(agree.max()) + 1e-3).refine(image, ring, boxes)
     assert free.from_sam.any() and not gated.from_sam.any()
     assert torch.equal(gated.masks, ring > 0)
+
+
+def test_mean_prob_fusion_votes_with_confidence(echo_backend, image):
+    """'mean_prob': a pixel is foreground when the mean of the two probabilities >= 0.5."""
+    h, w = 300, 500
+    box = torch.tensor([[100., 50., 300., 250.]])  # the prompt box (echo SAM: logit +10 in it)
+    logits = torch.full((1, h, w), -4.0)  # teacher: unsure background ...
+    logits[0, 60:240, 110:290] = 3.0  # ... a confident-enough object inside the box ...
+    logits[0, 50:250, 280:300] = -20.0  # ... and a strip it is very sure is background
+    replace = SamMaskRefiner(echo_backend, use_box=True, seed=0).refine(image, logits, box)
+    fused = SamMaskRefiner(echo_backend, use_box=True, seed=0,
+                           fusion='mean_prob').refine(image, logits, box)
+    sam_box = replace.masks[0]
+    assert sam_box[50:250, 100:300].float().mean() > 0.97  # replace: SAM's whole box
+    # fused: SAM's box, except where the teacher is more certain of background than SAM
+    # is of foreground (sigmoid(-20) + sigmoid(10) < 1)
+    assert not fused.masks[0, 50:250, 280:300].any()
+    assert fused.masks[0, 53:247, 103:277].all()  # unsure teacher background follows SAM
+    assert not fused.masks[0][~sam_box].any()  # never outside SAM's mask here
+    # only SAM's soft (bilinearly upsampled) box rim and the strip differ from 'replace'
+    assert (sam_box & ~fused.masks[0]).sum() <= 200 * 20 + 2 * (200 + 200) * 2
+    assert torch.equal(fused.boxes, masks_to_boxes(fused.masks))
+    with pytest.raises(ValueError, match='fusion'):
+        SamMaskRefiner(echo_backend, fusion='average')

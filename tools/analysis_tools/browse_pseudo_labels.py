@@ -49,6 +49,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--no-student', action='store_true', help='omit the student panel')
     parser.add_argument('--batch-size', type=int, default=2,
                         help='images per teacher batch (ARP mixes within a batch)')
+    parser.add_argument('--panel', default=None,
+                        help='also write all rows into this one PNG (one image per row)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
@@ -96,7 +98,7 @@ def build_unlabelled_dataset(cfg: Config):
 
 def browse(model: torch.nn.Module, dataset, out_dir: str, num: int, batch_size: int = 2,
            use_sam: bool = True, use_mixer: bool = True, show_student: bool = True,
-           dataset_meta: Optional[dict] = None) -> List[str]:
+           dataset_meta: Optional[dict] = None, panel: Optional[str] = None) -> List[str]:
     """Write ``<out_dir>/<index>_<image stem>.png`` panels for the first ``num`` images.
 
     Args:
@@ -108,6 +110,7 @@ def browse(model: torch.nn.Module, dataset, out_dir: str, num: int, batch_size: 
         use_sam / use_mixer: Use the model's SAM refiner / instance mixer if it has one.
         show_student: Draw the student panel.
         dataset_meta: Class names and palette (default: the data set's ``metainfo``).
+        panel: Also write every row, stacked top to bottom, into this PNG.
 
     Returns:
         The written file paths, in data set order.
@@ -117,7 +120,7 @@ def browse(model: torch.nn.Module, dataset, out_dir: str, num: int, batch_size: 
                          name='browse_pseudo_labels')
     titles = dict(student=student_title(model) if use_mixer else 'student')
     num = min(num, len(dataset))
-    written = []
+    written, all_rows = [], []
     for start in range(0, num, batch_size):
         indices = list(range(start, min(start + batch_size, num)))
         data = unlabelled_batch(model, dataset, indices)
@@ -130,6 +133,10 @@ def browse(model: torch.nn.Module, dataset, out_dir: str, num: int, batch_size: 
             path = osp.join(out_dir, f'{index:05d}_{stem}.png')
             mmcv.imwrite(tile_rows([row])[..., ::-1], path)  # RGB -> BGR for OpenCV
             written.append(path)
+            all_rows.append(row)
+    if panel and all_rows:
+        os.makedirs(osp.dirname(osp.abspath(panel)), exist_ok=True)
+        mmcv.imwrite(tile_rows(all_rows)[..., ::-1], panel)
     return written
 
 
@@ -143,8 +150,9 @@ def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     dataset = build_unlabelled_dataset(cfg)
     written = browse(model, dataset, args.out_dir, args.num, args.batch_size,
                      use_sam=args.sam, use_mixer=not args.no_mixer,
-                     show_student=not args.no_student)
-    print(f'wrote {len(written)} panels to {args.out_dir}')
+                     show_student=not args.no_student, panel=args.panel)
+    print(f'wrote {len(written)} panels to {args.out_dir}' +
+          (f' and the stacked panel {args.panel}' if args.panel else ''))
     return written
 
 

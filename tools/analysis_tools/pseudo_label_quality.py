@@ -61,6 +61,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--num-points', type=int, default=None)
     parser.add_argument('--use-box', action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument('--multimask', action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument('--fusion', choices=['replace', 'mean_prob'], default='replace',
+                        help="'replace': SAM's mask (S4M); 'mean_prob': mean of the "
+                        "teacher's and SAM's probabilities >= 0.5")
+    parser.add_argument('--min-teacher-iou', type=float, default=None,
+                        help="keep the teacher's mask when SAM's overlaps it less")
     parser.add_argument('--embed-on', choices=['original', 'view'], default='original',
                         help='encode the original image or the teacher view with SAM')
     parser.add_argument('--device', default='cpu')
@@ -121,7 +126,8 @@ def build_pseudo_refiner(args, config_refiner):
         return MODELS.build(config_refiner)
     refiner = _refine_tool().build_refiner(args.sam, args.sam_checkpoint, args.device,
                                            args.num_points, args.use_box, args.multimask,
-                                           args.seed)
+                                           args.seed, fusion=args.fusion,
+                                           min_teacher_iou=args.min_teacher_iou)
     return PseudoLabelSamRefiner(refiner, embed_on=args.embed_on)
 
 

@@ -2,8 +2,13 @@
 
 Each stage trains through ``tools/train.py`` in a subprocess (the way users run it) and is
 skipped when its final checkpoint already exists, so an interrupted ``make demo`` picks up
-where it stopped. Evaluation uses mmengine's test loop with ``CocoMetric`` (bbox + segm).
-Results are written to ``<work-dir>/results.json`` as ``{row: {"segm_mAP": .., "bbox_mAP": ..}}``.
+where it stopped. Stages run as a small dependency graph: a stage starts as soon as the
+stage whose checkpoint it loads is done, with up to ``--jobs`` stages at a time (each with
+``cpu_count // jobs`` threads: on a 2-core machine two 1-thread trainings side by side do
+more work per minute than one 2-thread training). Evaluation uses mmengine's test loop with
+``CocoMetric`` (bbox + segm), in its own process. Results are written to
+``<work-dir>/results.json`` as ``{row: {"segm_mAP": .., "bbox_mAP": .., ...}}`` and a panel
+of the S4M pseudo-labels (teacher, SAM-refined, ARP-mixed) to ``<work-dir>/pseudo_labels.png``.
 """
 import argparse
 import json
@@ -12,12 +17,12 @@ import os.path as osp
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional  # noqa: F401
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
 
-from mmssis.apis import evaluate_checkpoint, train_stage  # noqa: E402
+from mmssis.apis import StageRunner  # noqa: E402
 
 DEMO = 'configs/demo/'
 # Each stage: a name (its work dir), its config, the stage whose final checkpoint it loads
@@ -25,15 +30,16 @@ DEMO = 'configs/demo/'
 STAGES: List[Dict] = [
     dict(name='sup', row='sup',
          config=DEMO + 'mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py'),
+    dict(name='s4m_stage1', row='s4m_stage1',
+         config=DEMO + 's4m-distill_mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py'),
     dict(name='semi', row='semi', load_from='sup',
          config=DEMO + 'semi_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'),
-    dict(name='s4m_stage1', row=None,
-         config=DEMO + 's4m-distill_mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py'),
     dict(name='s4m_refine', row='s4m_refine', load_from='s4m_stage1',
          config=DEMO + 's4m-refine_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'),
     dict(name='s4m', row='s4m', load_from='s4m_stage1',
          config=DEMO + 's4m_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'),
 ]
+PANEL_STAGE = 's4m'
 
 
 def parse_args() -> argparse.Namespace:
@@ -43,7 +49,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--stages', nargs='+', default=None,
                         help='only these stages (default: all); a stage also runs the '
                         'stage it loads its teacher from')
+    parser.add_argument('--jobs', type=int, default=min(2, os.cpu_count() or 1),
+                        help='stages trained at the same time (default: min(2, CPUs))')
     parser.add_argument('--force', action='store_true', help='retrain even if done')
+    parser.add_argument('--no-panel', action='store_true',
+                        help='skip the pseudo-label panel PNG')
     return parser.parse_args()
 
 
@@ -63,52 +73,69 @@ def wanted_stages(names: Optional[List[str]]) -> List[Dict]:
     return [s for s in STAGES if s['name'] in need]
 
 
+def write_panel(work_dir: str, out: str, num: int = 4) -> None:
+    """Teacher / SAM-refined / ARP-mixed pseudo-labels of ``num`` unlabelled images."""
+    stage = next(s for s in STAGES if s['name'] == PANEL_STAGE)
+    ckpt = osp.join(work_dir, PANEL_STAGE, 'final.pth')
+    cmd = [sys.executable, osp.join(REPO, 'tools', 'analysis_tools', 'browse_pseudo_labels.py'),
+           stage['config'], ckpt, '--out-dir', osp.join(work_dir, 'pseudo_labels'), '--num',
+           str(num), '--sam', '--panel', out, '--device', 'cpu']
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    subprocess.run(cmd, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
+
+
 def main() -> None:
     args = parse_args()
     os.chdir(REPO)
     os.environ.setdefault('MMSSIS_DEMO_ROOT', args.data_root.rstrip('/') + '/')
     os.makedirs(args.work_dir, exist_ok=True)
+    # The demo SAM configs share an on-disk embedding cache here (see their comments).
+    os.environ.setdefault('MMSSIS_SAM_CACHE', osp.join(args.work_dir, 'sam_cache'))
     t0 = time.time()
-    timings: Dict[str, float] = {}
 
     t = time.time()
     subprocess.run([sys.executable, 'tools/misc/generate_demo_data.py', '--out', args.data_root],
                    cwd=REPO, check=True)
-    timings['data'] = time.time() - t
+    timings = {'data': time.time() - t}
 
     results_file = osp.join(args.work_dir, 'results.json')
     results = {}
     if osp.isfile(results_file):
         with open(results_file) as f:
             results = json.load(f)
-    for stage in wanted_stages(args.stages):
-        name, row = stage['name'], stage['row']
-        stage_dir = osp.join(args.work_dir, name)
-        teacher = osp.join(args.work_dir, stage['load_from'], 'final.pth') \
-            if stage.get('load_from') else None
-        t = time.time()
-        print(f'== stage {name}: {stage["config"]}', flush=True)
-        ckpt = train_stage(stage['config'], stage_dir, load_from=teacher, force=args.force)
-        timings[f'train_{name}'] = time.time() - t
-        if row is None:
-            continue
-        t = time.time()
-        print(f'== evaluating {row}', flush=True)
-        metrics = evaluate_checkpoint(stage['config'], ckpt, osp.join(stage_dir, 'eval'))
-        timings[f'eval_{row}'] = time.time() - t
-        results[row] = {
-            'segm_mAP': float(metrics['coco/segm_mAP']),
-            'bbox_mAP': float(metrics['coco/bbox_mAP']),
-            'segm_mAP_50': float(metrics['coco/segm_mAP_50']),
-            'config': stage['config'],
-        }
+    runner = StageRunner(wanted_stages(args.stages), args.work_dir, args.jobs, args.force)
+    try:
+        runner.run()
+    except RuntimeError as e:
+        raise SystemExit(f'demo: {e}')
+    finally:
+        for stage in runner.stages:
+            m = runner.metrics.get(stage['name'])
+            if m is None:
+                continue
+            results[stage['row']] = {
+                'segm_mAP': m['coco/segm_mAP'],
+                'bbox_mAP': m['coco/bbox_mAP'],
+                'segm_mAP_50': m['coco/segm_mAP_50'],
+                'config': stage['config'],
+            }
         with open(results_file, 'w') as f:
             json.dump(results, f, indent=2)
+    timings.update(runner.timings)
+
+    panel = osp.join(args.work_dir, 'pseudo_labels.png')
+    if not args.no_panel and any(s['name'] == PANEL_STAGE for s in runner.stages):
+        t = time.time()
+        write_panel(args.work_dir, panel)
+        timings['panel'] = time.time() - t
+        print(f'pseudo-label panel (teacher | SAM-refined | ARP-mixed student): {panel}')
 
     print('\n== demo results (val set, COCO mAP)')
-    print(f'{"row":<14}{"segm_mAP":>10}{"bbox_mAP":>10}')
+    sup = results.get('sup', {}).get('segm_mAP')
+    print(f'{"row":<14}{"segm_mAP":>10}{"bbox_mAP":>10}{"segm/sup":>10}')
     for row, r in results.items():
-        print(f'{row:<14}{r["segm_mAP"]:>10.3f}{r["bbox_mAP"]:>10.3f}')
+        ratio = f'{r["segm_mAP"] / sup:>10.2f}' if sup else f'{"-":>10}'
+        print(f'{row:<14}{r["segm_mAP"]:>10.3f}{r["bbox_mAP"]:>10.3f}{ratio}')
     print(f'\nwritten {results_file}; timings (s): ' +
           ', '.join(f'{k}={v:.0f}' for k, v in timings.items()) +
           f'; total {time.time() - t0:.0f}s')

@@ -26,7 +26,8 @@ sup_pipeline = [
     dict(type='RandomResize', scale={{_base_.img_scale}}, ratio_range=(0.8, 1.25),
          keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
-    dict(type='RandAugment', aug_space=color_space, aug_num=1),
+    # No photometric augmentation on the labelled branch: it is the supervised baseline's
+    # pipeline, so the semi student sees the labelled images exactly as the baseline does.
     dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-2, 1e-2), by_mask=True),
     dict(type='MultiBranch', branch_field=branch_field,
          sup=dict(type='PackDetInputs', meta_keys=meta_keys)),

@@ -21,20 +21,24 @@ model = dict(
         frozen_stages=0,
         norm_eval=False,
         pretrained=True),
-    neck=dict(in_channels=[24, 40, 112, 320], out_channels=128, num_outs=5),
+    # Slim FPN and heads for 2-core CPU training: 64-channel FPN, 2 mask convs, 256-d box fc,
+    # 200 proposals / 128 sampled RoIs per image. Against the 128-channel FPN with 4 mask
+    # convs, 500 proposals and 256 RoIs this is 2.5x faster per step (0.55 s vs 1.39 s
+    # forward+backward at batch 4, 2 threads, measured on the 2-core CI box).
+    neck=dict(in_channels=[24, 40, 112, 320], out_channels=64, num_outs=5),
     rpn_head=dict(
-        in_channels=128,
-        feat_channels=128,
+        in_channels=64,
+        feat_channels=64,
         # Demo objects are 16-120 px: anchors of 16..256 px over P2..P6.
         anchor_generator=dict(scales=[4])),
     roi_head=dict(
-        bbox_roi_extractor=dict(out_channels=128),
-        bbox_head=dict(in_channels=128, fc_out_channels=512, num_classes=4),
-        mask_roi_extractor=dict(out_channels=128),
-        mask_head=dict(in_channels=128, conv_out_channels=128, num_classes=4)),
+        bbox_roi_extractor=dict(out_channels=64),
+        bbox_head=dict(in_channels=64, fc_out_channels=256, num_classes=4),
+        mask_roi_extractor=dict(out_channels=64),
+        mask_head=dict(num_convs=2, in_channels=64, conv_out_channels=64, num_classes=4)),
     train_cfg=dict(
-        rpn_proposal=dict(nms_pre=1000, max_per_img=500),
-        rcnn=dict(sampler=dict(num=256))),
+        rpn_proposal=dict(nms_pre=1000, max_per_img=200),
+        rcnn=dict(sampler=dict(num=128))),
     test_cfg=dict(
         rpn=dict(nms_pre=500, max_per_img=300),
         rcnn=dict(max_per_img=50)))

@@ -10,7 +10,7 @@ param_scheduler = [
 ]
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4),
+    optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=1e-4),
     clip_grad=dict(max_norm=10.0))
 # The stage-1 teacher stays frozen for the whole 300-iteration demo: a hard copy at 150
 # iterations replaced the 0.578-AP teacher by a still-weak student and pseudo-labels

@@ -7,7 +7,10 @@ Distillation train on, and offers the hook points the S4M parts plug into:
 1. the teacher predicts on the weak view (``unsup_teacher`` branch) with soft masks;
 2. pseudo-instances are filtered: class score > ``score_thr`` (a float, or per class),
    mask logits binarised at 0.5 (``sigmoid >= mask_thr``), mask area > ``min_mask_area``;
-   boxes are recomputed from the kept masks;
+   boxes are recomputed from the kept masks; optionally (``ignore_score_thr``) the
+   teacher's less confident detections (``ignore_score_thr <= score <= score_thr``)
+   become ``ignored_instances`` of the student sample, so mmdet's assigners
+   (``ignore_iof_thr > 0``) neither train them as objects nor as background;
 3. optional SAM refinement (``sam_refiner``) replaces teacher masks with SAM masks;
 4. pseudo-instances are projected into the student view (``unsup_student``) with the
    views' ``homography_matrix`` (flip / resize / crop / pad all compose);
@@ -47,6 +50,7 @@ DEFAULT_SEMI_TRAIN_CFG = dict(
     min_mask_area=5,
     projection_mode='bilinear',
     init_student_from_teacher=False,
+    ignore_score_thr=None,
 )
 
 
@@ -176,6 +180,7 @@ class SemiMaskDetector(SemiBaseDetector):
         self.teacher.eval()
         candidates = teacher_pseudo_instances(self.teacher, batch_inputs, batch_data_samples)
         kept = [self.filter_pseudo_instances(inst) for inst in candidates]
+        ignored = [self.uncertain_pseudo_instances(inst, k) for inst, k in zip(candidates, kept)]
         # Opt-in capture for PseudoLabelVisHook (a plain dict attribute, never saved).
         capture = getattr(self, '_vis_capture', None)
         if capture is not None:
@@ -188,9 +193,47 @@ class SemiMaskDetector(SemiBaseDetector):
             info.update(sam_info)
             if capture is not None:
                 capture['refined_instances'] = kept
-        for sample, inst in zip(batch_data_samples, kept):
+        for sample, inst, ign in zip(batch_data_samples, kept, ignored):
             sample.gt_instances = inst
+            if ign is not None:  # own field: the pipeline may set ignored_instances
+                sample.pseudo_ignored_instances = ign
+        if self.semi_train_cfg.get('ignore_score_thr') is not None:
+            info['unsup_pseudo_num_ignored'] = sum(len(i) for i in ignored) / max(len(kept), 1)
         return batch_data_samples, info
+
+    def uncertain_pseudo_instances(self, inst: InstanceData,
+                                   kept: InstanceData) -> Optional[InstanceData]:
+        """Detections between ``ignore_score_thr`` and the pseudo-label threshold.
+
+        Without them, an object the teacher is unsure about is a *background* example for
+        the student; as ``ignored_instances`` the student's assigners skip anchors/RoIs
+        that lie on them (``ignore_iof_thr``), like crowd regions of COCO.
+
+        Uncertain detections that overlap a kept pseudo-instance (mask IoF > 0.3: NMS
+        left-overs and other-class duplicates of it) are dropped: mmdet's assigners give
+        an ignored anchor/RoI no positive either, so they would hide the kept object.
+
+        Args:
+            inst: All candidates (``scores``, ``labels``, ``mask_logits``).
+            kept: The kept pseudo-instances (boolean ``masks``).
+
+        Returns:
+            ``None`` when ``ignore_score_thr`` is unset, else the uncertain instances with
+            boolean ``masks`` (N', H, W) and mask ``bboxes``.
+        """
+        low = self.semi_train_cfg.get('ignore_score_thr')
+        if low is None:
+            return None
+        sel = (inst.scores >= float(low)) & (inst.scores <= self.score_thresholds(inst.labels))
+        inst = inst[sel]
+        inst.masks = inst.mask_logits >= 0
+        inst = self._drop_small(inst)
+        if len(inst) and len(kept):
+            m = inst.masks.flatten(1).float()
+            inter = m @ kept.masks.flatten(1).float().t()  # (N', K)
+            iof = inter / m.sum(1, keepdim=True).clamp(min=1)
+            inst = inst[iof.max(1).values <= 0.3]
+        return inst
 
     def filter_pseudo_instances(self, inst: InstanceData) -> InstanceData:
         """Keep score > threshold and mask area > ``min_mask_area``; boxes from masks.
@@ -224,23 +267,32 @@ class SemiMaskDetector(SemiBaseDetector):
         ``BitmapMasks`` like ground truth; boxes are recomputed from the warped masks and
         instances left smaller than ``min_mask_area`` (e.g. cropped away) are dropped.
         """
-        pad = hasattr(self.student, 'panoptic_head')
         for teacher_sample, student_sample in zip(batch_pseudo_instances, batch_data_samples):
-            inst = teacher_sample.gt_instances
-            inst = InstanceData(labels=inst.labels, scores=inst.scores, masks=inst.masks)
-            projected = project_instance_masks(
-                inst, teacher_sample, student_sample,
-                mode=self.semi_train_cfg.projection_mode, pad_to_batch_input=pad,
-                project_bboxes=False)
-            masks = projected.masks
-            area = masks.flatten(1).sum(1) if len(projected) else masks.new_zeros(0)
-            projected = projected[area > self.semi_train_cfg.min_mask_area]
-            masks = projected.masks
-            projected.bboxes = masks_to_boxes(masks)
-            h, w = masks.shape[-2:]
-            projected.masks = BitmapMasks(masks.cpu().numpy().astype(np.uint8), h, w)
-            student_sample.gt_instances = projected
+            student_sample.gt_instances = self._project(teacher_sample.gt_instances,
+                                                        teacher_sample, student_sample)
+            if 'pseudo_ignored_instances' in teacher_sample:
+                ign = self._project(teacher_sample.pseudo_ignored_instances, teacher_sample,
+                                    student_sample)
+                student_sample.ignored_instances = InstanceData(bboxes=ign.bboxes,
+                                                                labels=ign.labels)
         return batch_data_samples
+
+    def _project(self, inst: InstanceData, teacher_sample, student_sample) -> InstanceData:
+        """One sample's instances -> student view; boxes from warped masks."""
+        pad = hasattr(self.student, 'panoptic_head')
+        inst = InstanceData(labels=inst.labels, scores=inst.scores, masks=inst.masks)
+        projected = project_instance_masks(
+            inst, teacher_sample, student_sample,
+            mode=self.semi_train_cfg.projection_mode, pad_to_batch_input=pad,
+            project_bboxes=False)
+        masks = projected.masks
+        area = masks.flatten(1).sum(1) if len(projected) else masks.new_zeros(0)
+        projected = projected[area > self.semi_train_cfg.min_mask_area]
+        masks = projected.masks
+        projected.bboxes = masks_to_boxes(masks)
+        h, w = masks.shape[-2:]
+        projected.masks = BitmapMasks(masks.cpu().numpy().astype(np.uint8), h, w)
+        return projected
 
     # ----------------------------------------------------------------------------------
     # checkpoints

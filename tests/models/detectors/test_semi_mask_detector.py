@@ -109,3 +109,29 @@ def test_semi_checkpoint_loads_both(model):
     model.load_state_dict(other.state_dict())
     for k, v in other.state_dict().items():
         assert torch.equal(model.state_dict()[k], v), k
+
+
+def test_uncertain_detections_become_ignored_regions_in_student_view():
+    model = build(ignore_score_thr=0.3)
+    logits = torch.full((4, 64, 64), -5.0)
+    logits[0, 10:20, 5:15] = 5.0  # kept (0.9)
+    logits[1, 40:50, 40:60] = 5.0  # uncertain (0.5): an ignore region
+    logits[2, 10:20, 5:16] = 5.0  # uncertain duplicate of the kept one: dropped
+    logits[3, 30:40, 20:30] = 5.0  # below ignore_score_thr (0.1): background
+    inst = InstanceData(scores=torch.tensor([0.9, 0.5, 0.6, 0.1]),
+                        labels=torch.tensor([0, 1, 0, 2]), bboxes=torch.zeros(4, 4),
+                        mask_logits=logits)
+    kept = model.filter_pseudo_instances(inst)
+    ignored = model.uncertain_pseudo_instances(inst, kept)
+    assert ignored.scores.tolist() == [0.5]
+    assert ignored.bboxes.tolist() == [[40.0, 40.0, 60.0, 50.0]]
+    # carried into the (flipped) student view as mmdet ignored_instances
+    inputs, samples = make_semi_batch(batch=1)
+    t = samples['unsup_teacher'][0]
+    t.gt_instances = kept
+    t.pseudo_ignored_instances = ignored
+    out = model.project_pseudo_instances([t], samples['unsup_student'])[0]
+    assert out.ignored_instances.bboxes.tolist() == [[4.0, 40.0, 24.0, 50.0]]
+    assert out.gt_instances.bboxes.tolist() == [[49.0, 10.0, 59.0, 20.0]]
+    # off by default
+    assert build().uncertain_pseudo_instances(inst, kept) is None

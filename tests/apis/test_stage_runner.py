@@ -1,0 +1,54 @@
+"""StageRunner: a stage graph of real tools/train.py runs (tiny), parallel, evaluated."""
+import json
+import os
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+
+from mmssis.apis import StageRunner
+from mmssis.testing.tiny_run import DEMO_SEMI_CONFIG, DEMO_SUP_CONFIG, shrink_for_test
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def _dump(config, tiny_demo, tmp_path, name, semi=False):
+    cfg = Config.fromfile(osp.join(REPO, config))
+    shrink_for_test(cfg, tiny_demo.root, str(tmp_path / name), max_iters=1, ckpt_interval=1)
+    det = cfg.model.detector if semi else cfg.model
+    det.backbone.pretrained = False
+    if semi:
+        cfg.model.semi_train_cfg.score_thr = 0.05
+    path = str(tmp_path / f'{name}.py')
+    cfg.dump(path)
+    return path
+
+
+@pytest.mark.slow
+def test_stage_graph_runs_dependants_after_their_teacher(tiny_demo, tmp_path):
+    sup = _dump(DEMO_SUP_CONFIG, tiny_demo, tmp_path, 'cfg_sup')
+    semi = _dump(DEMO_SEMI_CONFIG, tiny_demo, tmp_path, 'cfg_semi', semi=True)
+    stages = [dict(name='a', config=sup, row='a'),
+              dict(name='b', config=semi, row='b', load_from='a'),
+              dict(name='c', config=sup, row=None)]
+    runner = StageRunner(stages, str(tmp_path / 'runs'), jobs=2)
+    runner.run()
+    for name in 'abc':
+        assert osp.isfile(tmp_path / 'runs' / name / 'final.pth')
+    assert set(runner.metrics) == {'a', 'b'}  # 'c' has no row: not evaluated
+    for name in 'ab':
+        with open(tmp_path / 'runs' / name / 'eval' / 'metrics.json') as f:
+            assert json.load(f) == runner.metrics[name]
+        assert 0.0 <= runner.metrics[name]['coco/segm_mAP'] <= 1.0
+    # b's teacher was a's checkpoint
+    log = (tmp_path / 'runs' / 'b' / 'train.log').read_text()
+    assert osp.join(str(tmp_path / 'runs'), 'a', 'final.pth') in log
+    assert runner.threads == max(1, (os.cpu_count() or 1) // 2)  # CPUs split over jobs
+
+    # done stages are skipped (checkpoint and metrics reused), a failing stage is reported
+    again = StageRunner(stages[:2] + [dict(name='d', config=str(tmp_path / 'nope.py'),
+                                           row='d', load_from='a')],
+                        str(tmp_path / 'runs'), jobs=2)
+    with pytest.raises(RuntimeError, match="stage 'd' failed"):
+        again.run()
+    assert again.metrics['a'] == runner.metrics['a']
