@@ -49,9 +49,14 @@ ROWS = [
 def seed_stages(seed: int) -> List[Dict]:
     """The stage graph of one seed (seed 0: the configs as they are)."""
     options = [] if seed == 0 else [f'randomness.seed={seed}']
-    stages = [dict(name='sup', config=SUP, row='supervised', options=options),
-              dict(name='s4m_stage1', config=DISTILL, row=None, options=options)]
-    stages += [dict(name=name, config=cfg, row=row, load_from=teacher, options=options)
+    stages = [dict(name='s4m_stage1', config=DISTILL, row=None, options=options),
+              dict(name='sup', config=SUP, row='supervised', options=options),
+              # SAM embeddings of the unlabelled images, once for all SAM rows (shared
+              # on-disk cache, MMSSIS_SAM_CACHE)
+              dict(name='sam_cache', row=None,
+                   command=[sys.executable, 'tools/misc/cache_sam_embeddings.py', REFINE])]
+    stages += [dict(name=name, config=cfg, row=row, load_from=teacher, options=options,
+                    after=['sam_cache'] if cfg != SEMI else [])
                for row, name, cfg, teacher in ROWS[1:]]
     return stages
 
@@ -67,7 +72,8 @@ def main() -> None:
     args = parser.parse_args()
     os.chdir(REPO)
     os.environ.setdefault('MMSSIS_DEMO_ROOT', osp.join(REPO, 'data', 'demo') + '/')
-    os.environ.setdefault('MMSSIS_SAM_CACHE', osp.join(args.work_dir, 'sam_cache'))
+    os.environ.setdefault('MMSSIS_SAM_CACHE',
+                          osp.join(args.seed0_dir or args.work_dir, 'sam_embeddings'))
     t0 = time.time()
     aps: Dict[str, List[float]] = {row: [] for row, *_ in ROWS}
     for seed in args.seeds:

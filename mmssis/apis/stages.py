@@ -119,10 +119,12 @@ class StageRunner:
     """Runs stages (train + evaluate) as a dependency graph, ``jobs`` at a time.
 
     A stage is a dict: ``name`` (its work dir ``<work_dir>/<name>``), ``config``, optional
-    ``load_from`` (the name of the stage whose ``final.pth`` initialises it), ``row``
-    (evaluate it when set) and ``options`` (extra ``--cfg-options``). Stages whose
-    dependency is done start while fewer than ``jobs`` run; each trains and evaluates in
-    subprocesses with ``cpu_count // jobs`` threads. Metrics land in :attr:`metrics`.
+    ``load_from`` (the name of the stage whose ``final.pth`` initialises it), ``after``
+    (names of further stages it waits for), ``row`` (evaluate it when set) and ``options``
+    (extra ``--cfg-options``). A stage with ``command`` (an argv list) runs that command
+    instead of training (once: ``<work_dir>/<name>/done`` marks it). Stages whose
+    dependencies are done start while fewer than ``jobs`` run; each runs in subprocesses
+    with ``cpu_count // jobs`` threads. Metrics land in :attr:`metrics`.
 
     Args:
         stages: Stage dicts, dependencies before dependants.
@@ -149,6 +151,10 @@ class StageRunner:
             if stage.get('load_from') else None
         try:
             t = time.time()
+            if stage.get('command'):
+                self._run_command(stage, stage_dir)
+                self.timings[name] = time.time() - t
+                return
             print(f'== stage {name}: {stage["config"]} ({self.threads} thread(s))', flush=True)
             ckpt = train_stage(stage['config'], stage_dir, load_from=teacher,
                                options=stage.get('options', ()), force=self.force,
@@ -171,6 +177,24 @@ class StageRunner:
         except BaseException as e:  # noqa: B902 - reported after the other stages stop
             self.errors[name] = e
 
+    def _run_command(self, stage: Dict, stage_dir: str) -> None:
+        done = osp.join(stage_dir, 'done')
+        if osp.isfile(done) and not self.force:
+            return
+        os.makedirs(stage_dir, exist_ok=True)
+        print(f'== stage {stage["name"]}: {" ".join(stage["command"][1:])}', flush=True)
+        _run_logged(list(stage['command']), osp.join(stage_dir, 'run.log'),
+                    prefix=f'[{stage["name"]}] ', threads=self.threads)
+        open(done, 'w').close()
+
+    @staticmethod
+    def dependencies(stage: Dict) -> List[str]:
+        """Names of the stages ``stage`` waits for."""
+        deps = list(stage.get('after', ()))
+        if stage.get('load_from'):
+            deps.append(stage['load_from'])
+        return deps
+
     def run(self) -> None:
         """Start every stage whose dependency is done while a slot is free; wait."""
         pending = list(self.stages)
@@ -185,8 +209,8 @@ class StageRunner:
             if self.errors:  # a failed stage: let the running ones finish, start no more
                 pending = []
             for stage in list(pending):
-                dep = stage.get('load_from')
-                if len(running) >= self.jobs or (dep and dep not in done):
+                if len(running) >= self.jobs or any(
+                        d not in done for d in self.dependencies(stage)):
                     continue
                 pending.remove(stage)
                 thread = threading.Thread(target=self._run_one, args=(stage, ), daemon=True)

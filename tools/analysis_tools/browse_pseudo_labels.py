@@ -32,7 +32,8 @@ from mmengine.runner import load_checkpoint
 from mmssis.engine.hooks.pseudo_label_vis_hook import (capture_pseudo_labels, draw_rows_quietly,
                                                        make_drawer, student_title, tile_rows,
                                                        unlabelled_batch)
-from mmssis.registry import DATASETS, MODELS
+from mmssis.datasets.semi_data import build_unlabelled_dataset  # noqa: F401 (re-export)
+from mmssis.registry import MODELS
 from mmssis.utils import register_all_modules
 
 
@@ -84,16 +85,6 @@ def build_semi_model(cfg: Config, checkpoint: Optional[str], use_sam: bool,
     if checkpoint:
         load_checkpoint(model, checkpoint, map_location='cpu')
     return model.to(device).eval()
-
-
-def build_unlabelled_dataset(cfg: Config):
-    """The unlabelled data set of a semi config (``train_dataloader.dataset.datasets[1]``)."""
-    datasets = cfg.train_dataloader.dataset.get('datasets')
-    if not datasets or len(datasets) < 2:
-        raise ValueError(f'{cfg.filename}: train_dataloader.dataset is not a ConcatDataset '
-                         'of [labelled, unlabelled] data sets')
-    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmssis')):
-        return DATASETS.build(copy.deepcopy(datasets[1]))
 
 
 def browse(model: torch.nn.Module, dataset, out_dir: str, num: int, batch_size: int = 2,

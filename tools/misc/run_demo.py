@@ -25,18 +25,24 @@ sys.path.insert(0, REPO)
 from mmssis.apis import StageRunner  # noqa: E402
 
 DEMO = 'configs/demo/'
+REFINE = DEMO + 's4m-refine_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'
 # Each stage: a name (its work dir), its config, the stage whose final checkpoint it loads
-# (stage 2 teachers come from stage 1) and the results row it produces (None: no row).
+# (stage 2 teachers come from stage 1), other stages it waits for, and the results row it
+# produces (None: no row). Listed in start order: with 2 jobs, `sup` and `s4m_stage1`
+# start together; the SAM embedding cache is filled once (in `sup`'s slot) before the two
+# SAM stage-2 runs, which then never run SAM's image encoder.
 STAGES: List[Dict] = [
-    dict(name='sup', row='sup',
-         config=DEMO + 'mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py'),
     dict(name='s4m_stage1', row='s4m_stage1',
          config=DEMO + 's4m-distill_mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py'),
+    dict(name='sup', row='sup',
+         config=DEMO + 'mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py'),
+    dict(name='sam_cache', row=None,
+         command=[sys.executable, 'tools/misc/cache_sam_embeddings.py', REFINE]),
     dict(name='semi', row='semi', load_from='sup',
          config=DEMO + 'semi_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'),
-    dict(name='s4m_refine', row='s4m_refine', load_from='s4m_stage1',
-         config=DEMO + 's4m-refine_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'),
-    dict(name='s4m', row='s4m', load_from='s4m_stage1',
+    dict(name='s4m_refine', row='s4m_refine', load_from='s4m_stage1', after=['sam_cache'],
+         config=REFINE),
+    dict(name='s4m', row='s4m', load_from='s4m_stage1', after=['sam_cache'],
          config=DEMO + 's4m_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'),
 ]
 PANEL_STAGE = 's4m'
@@ -65,11 +71,12 @@ def wanted_stages(names: Optional[List[str]]) -> List[Dict]:
     unknown = set(names) - set(by_name)
     if unknown:
         raise SystemExit(f'unknown stage(s) {sorted(unknown)}; known: {list(by_name)}')
-    need = set()
-    for name in names:
-        while name:
+    need, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name not in need:
             need.add(name)
-            name = by_name[name].get('load_from')
+            todo += StageRunner.dependencies(by_name[name])
     return [s for s in STAGES if s['name'] in need]
 
 
@@ -90,7 +97,7 @@ def main() -> None:
     os.environ.setdefault('MMSSIS_DEMO_ROOT', args.data_root.rstrip('/') + '/')
     os.makedirs(args.work_dir, exist_ok=True)
     # The demo SAM configs share an on-disk embedding cache here (see their comments).
-    os.environ.setdefault('MMSSIS_SAM_CACHE', osp.join(args.work_dir, 'sam_cache'))
+    os.environ.setdefault('MMSSIS_SAM_CACHE', osp.join(args.work_dir, 'sam_embeddings'))
     t0 = time.time()
 
     t = time.time()
@@ -110,7 +117,7 @@ def main() -> None:
         raise SystemExit(f'demo: {e}')
     finally:
         for stage in runner.stages:
-            m = runner.metrics.get(stage['name'])
+            m = runner.metrics.get(stage['name']) if stage.get('row') else None
             if m is None:
                 continue
             results[stage['row']] = {

@@ -13,8 +13,9 @@ optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=1e-4),
     clip_grad=dict(max_norm=10.0))
 # The stage-1 teacher stays frozen for the whole 300-iteration demo: a hard copy at 150
-# iterations replaced the 0.578-AP teacher by a still-weak student and pseudo-labels
-# collapsed (student 0.043 segm AP vs 0.103 without the copy, measured on the demo val set).
+# iterations replaced the (then 0.578-AP) teacher by a still-weak student and pseudo-labels
+# collapsed (student 0.043 segm AP vs 0.103 without the copy, measured on the demo val set
+# with an earlier, heavier demo head).
 # Paper schedules (25k / 15k burn-in of 368k / 90k iterations) are in configs/s4m/.
 custom_hooks = [
     dict(type='TeacherScheduleHook', burn_in_iters=100000, momentum=0.9996),

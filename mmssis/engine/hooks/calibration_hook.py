@@ -60,6 +60,18 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if is_model_wrapper(model) else model
 
 
+def teacher_fingerprint(teacher: torch.nn.Module) -> Tuple[float, ...]:
+    """A cheap identity of the teacher's weights and buffers (float64 sums per tensor).
+
+    Equal fingerprints mean (practically) identical teachers, so a calibration would
+    reproduce the last one; used to skip re-calibrating a frozen teacher.
+    """
+    with torch.no_grad():
+        return tuple(float(t.detach().double().sum())
+                     for t in list(teacher.parameters()) + list(teacher.buffers())
+                     if t.is_floating_point())
+
+
 def _prob_to_logit(prob: float) -> float:
     prob = min(max(prob, 1e-6), 1 - 1e-6)
     return math.log(prob / (1 - prob))
@@ -301,6 +313,7 @@ class ConfidenceCalibrationHook(Hook):
         self.class_ece: Optional[List[float]] = None
         self.last_iter = -1  # optimizer steps done at the last calibration; -1 = never
         self.num_detections = 0
+        self._fingerprint: Optional[Tuple[float, ...]] = None  # teacher at last calibration
 
     def state_dict(self) -> Dict:
         """Plain-Python state (safe for ``weights_only`` checkpoint loading)."""
@@ -354,6 +367,13 @@ class ConfidenceCalibrationHook(Hook):
                          outputs=None) -> None:
         step = runner.iter + 1
         if step >= self.start_iter and (step - self.start_iter) % self.interval == 0:
+            teacher = _unwrap(runner.model).teacher
+            if (self.thresholds is not None
+                    and teacher_fingerprint(teacher) == self._fingerprint):
+                # A frozen teacher (before burn-in) scores the slice exactly as before.
+                print_log(f'ConfidenceCalibrationHook @ iter {step}: teacher unchanged since '
+                          f'iter {self.last_iter}, thresholds kept.', logger='current')
+                return
             self.calibrate(runner, step)
 
     # ------------------------------------------------------------------ calibration
@@ -430,6 +450,7 @@ class ConfidenceCalibrationHook(Hook):
         self.class_ece = [float(e) for e in calib['class_ece']]
         self.last_iter = int(step)
         self.num_detections = int(len(rec['scores']))
+        self._fingerprint = teacher_fingerprint(teacher)
         self._apply(runner)
         self._report(runner, step, rec, calib, thresholds)
         return self.state_dict()

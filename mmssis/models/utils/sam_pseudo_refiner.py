@@ -14,9 +14,10 @@ Two places to encode (``embed_on``):
   refined masks warped back. With a cache, every image is encoded once for the whole run
   (hit rate -> 1 after the first epoch).
 """
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import mmcv
+import mmengine
 import numpy as np
 import torch
 from mmdet.structures import SampleList
@@ -71,6 +72,42 @@ class PseudoLabelSamRefiner:
             raise ValueError(f"embed_on must be 'original' or 'view', got {embed_on!r}")
         self.refiner = MODELS.build(refiner) if isinstance(refiner, dict) else refiner
         self.embed_on = embed_on
+
+    @torch.no_grad()
+    def precompute(self, img_paths: Sequence[str], progress: bool = True) -> Dict[str, int]:
+        """Encode original images into the embedding cache before training.
+
+        The keys are the ones :meth:`refine_batch` looks up (``img_path``), so with a disk
+        cache (``cache=dict(disk_dir=...)``) training then never runs SAM's image encoder
+        for these images, and several runs sharing the directory encode each image once.
+
+        Args:
+            img_paths: Image paths exactly as the data set gives them (``img_path``).
+            progress: Show an mmengine progress bar.
+
+        Returns:
+            ``{'images': n, 'encoded': newly encoded, 'cached': already in the cache}``.
+
+        Raises:
+            ValueError: ``embed_on != 'original'`` (views change every step) or the
+                refiner has no cache.
+        """
+        if self.embed_on != 'original':
+            raise ValueError("precompute needs embed_on='original' (view embeddings depend "
+                             'on the augmentation of each step)')
+        cache = self.refiner.cache
+        if cache is None:
+            raise ValueError('precompute needs an embedding cache on the refiner '
+                             '(refiner=dict(..., cache=dict(disk_dir=...)))')
+        bar = mmengine.utils.ProgressBar(len(img_paths)) if progress else None
+        encoded = 0
+        for path in img_paths:
+            if f'{self.refiner.backend.cache_namespace}|{path}' not in cache:
+                self.refiner.encode(mmcv.imread(path, channel_order='rgb'), cache_key=path)
+                encoded += 1
+            if bar is not None:
+                bar.update()
+        return dict(images=len(img_paths), encoded=encoded, cached=len(img_paths) - encoded)
 
     @torch.no_grad()
     def refine_batch(self, batch_inputs: Tensor, batch_data_samples: SampleList,

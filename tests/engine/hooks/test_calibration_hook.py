@@ -1,4 +1,5 @@
 """ConfidenceCalibrationHook on a tiny real setup: demo images, test pipeline, Mask R-CNN."""
+import contextlib
 import json
 import os.path as osp
 import uuid
@@ -167,13 +168,31 @@ def test_oracle_calibration_sets_thresholds(tiny_demo, model, monkeypatch, tmp_p
         thr.tolist())
     # Half the detections are 0.9 & right, half 0.4 & wrong: ECE = (0.1 + 0.4) / 2.
     assert hook.last_iter == 0 and hook.ece == pytest.approx(0.25)
-    # Only at the interval: step 4 -> nothing, step 5 -> calibrate.
+    # Only at the interval: step 4 -> nothing, step 5 -> calibrate, but not while the
+    # teacher is the one calibrated at step 0 (frozen before burn-in).
     runner.iter = 3
     hook.after_train_iter(runner, 0)
     assert hook.last_iter == 0
     runner.iter = 4
     hook.after_train_iter(runner, 0)
-    assert hook.last_iter == 5
+    assert hook.last_iter == 0  # same teacher: thresholds kept
+    with _teacher_changed(model):
+        runner.iter = 9
+        hook.after_train_iter(runner, 0)
+    assert hook.last_iter == 10
+
+
+@contextlib.contextmanager
+def _teacher_changed(model):
+    """Perturb one teacher weight (an EMA update would), restore it afterwards."""
+    param = next(model.teacher.parameters())
+    with torch.no_grad():
+        param.add_(1e-3)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            param.sub_(1e-3)
 
 
 def _labels_in_val(demo) -> np.ndarray:
@@ -221,7 +240,8 @@ def test_real_teacher_run_writes_plot_and_logs(tiny_demo, model, tmp_path):
     assert hub.get_scalar('calibration/thr_square').current() == pytest.approx(thr[1].item())
     assert hub.get_scalar('calibration/num_detections').current() > 0
     runner.iter = 2  # step 3 == interval
-    hook.after_train_iter(runner, 0)
+    with _teacher_changed(model):
+        hook.after_train_iter(runner, 0)
     assert osp.isfile(osp.join(runner.work_dir, 'calibration', 'reliability_iter_3.png'))
 
 
@@ -279,6 +299,8 @@ def _calib_run_cfg(demo, work_dir, max_iters: int):
     cfg.calibration_dataloader.dataset.data_root = demo.root
     hook = next(h for h in cfg.custom_hooks if h.type == 'ConfidenceCalibrationHook')
     hook.update(interval=1, max_images=2)
+    # the teacher changes at step 1 (hard copy at burn-in), so step 1 re-calibrates
+    next(h for h in cfg.custom_hooks if h.type == 'TeacherScheduleHook').burn_in_iters = 1
     return adapt_cfg_to_machine(cfg)
 
 

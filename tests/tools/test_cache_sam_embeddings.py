@@ -1,0 +1,55 @@
+"""tools/misc/cache_sam_embeddings.py: encodes unlabelled originals once into the disk cache."""
+import importlib.util
+import os.path as osp
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIG = osp.join(REPO, 'configs/demo/s4m-refine_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py')
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location(
+        'cache_sam_embeddings', osp.join(REPO, 'tools', 'misc', 'cache_sam_embeddings.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_precompute_then_training_keys_hit(tiny_demo, tmp_path, monkeypatch):
+    monkeypatch.setenv('MMSSIS_DEMO_ROOT', tiny_demo.root.rstrip('/') + '/')
+    monkeypatch.setenv('MMSSIS_SAM_CACHE', str(tmp_path / 'cache'))
+    tool = _tool()
+    first = tool.main([CONFIG, '--max-images', '2'])
+    assert first == dict(images=2, encoded=2, cached=0)
+    assert len(list((tmp_path / 'cache').iterdir())) == 2
+    again = tool.main([CONFIG, '--max-images', '3'])  # resumable: only the new one
+    assert again == dict(images=3, encoded=1, cached=2)
+
+    # the keys are the ones the training-time refiner looks up (img_path, original frame)
+    from mmengine.config import Config
+
+    from mmssis.datasets.semi_data import build_unlabelled_dataset
+    from mmssis.models.utils.sam_pseudo_refiner import PseudoLabelSamRefiner
+    from mmssis.registry import MODELS
+    cfg = Config.fromfile(CONFIG)
+    refiner = MODELS.build(cfg.model.semi_train_cfg.sam_refiner)
+    assert isinstance(refiner, PseudoLabelSamRefiner)
+    ds = build_unlabelled_dataset(cfg)
+    ds.full_init()
+    ns = refiner.refiner.backend.cache_namespace
+    hits = [f'{ns}|{ds.get_data_info(i)["img_path"]}' in refiner.refiner.cache
+            for i in range(len(ds))]
+    assert hits[:3] == [True] * 3 and not any(hits[3:])
+
+
+def test_view_embeddings_cannot_be_precomputed():
+    from mmssis.models.utils.sam_pseudo_refiner import PseudoLabelSamRefiner
+    from mmssis.sam import SamMaskRefiner, SamModelBackend
+    from mmssis.testing import build_tiny_sam
+    refiner = SamMaskRefiner(SamModelBackend(build_tiny_sam()), cache=dict(max_items=2))
+    with pytest.raises(ValueError, match="embed_on='original'"):
+        PseudoLabelSamRefiner(refiner, embed_on='view').precompute(['a.png'])
+    with pytest.raises(ValueError, match='cache'):
+        PseudoLabelSamRefiner(SamMaskRefiner(SamModelBackend(build_tiny_sam()))).precompute(
+            ['a.png'])
