@@ -149,6 +149,9 @@ def main():
         print('RESULT ' + json.dumps(run_variant(args.one, args.steps, teacher, args.seed)))
         return
     os.environ.setdefault('MMSSIS_DEMO_ROOT', osp.join(REPO, 'data', 'demo') + '/')
+    # The refiner configs' disk cache: a fresh one, so `sam_cache` measures this run only.
+    import tempfile
+    os.environ['MMSSIS_SAM_CACHE'] = tempfile.mkdtemp(prefix='mmssis_bench_cache_')
     results = []
     for v in args.variants:
         out = subprocess.run([sys.executable, __file__, '--one', v, '--steps', str(args.steps),

@@ -15,6 +15,9 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+# Stage subprocesses alive now: terminated when the caller is interrupted (Ctrl-C), so no
+# training keeps running in the background.
+_LIVE: set = set()
 _PROGRESS = (' - mmengine - INFO - Iter(', 'coco/segm_mAP', 'Error', 'calibration')
 
 
@@ -32,12 +35,24 @@ def _run_logged(cmd: List[str], log_file: str, echo: bool = True, prefix: str = 
     with open(log_file, 'w') as f:
         proc = subprocess.Popen(cmd, cwd=REPO, env=_stage_env(threads), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
-        for line in proc.stdout:
-            f.write(line)
-            if echo and any(p in line for p in _PROGRESS):
-                print(f'  {prefix}' + line.rstrip()[-160:], flush=True)
+        _LIVE.add(proc)
+        try:
+            _copy_output(proc, f, echo, prefix)
+        finally:
+            _LIVE.discard(proc)
         if proc.wait() != 0:
             raise RuntimeError(f'stage failed: {" ".join(cmd)}\nfull log: {log_file}')
+
+
+def _copy_output(proc: subprocess.Popen, f, echo: bool, prefix: str) -> None:
+    """Copy the process output to ``f``; echo progress lines with ``prefix``."""
+    for line in proc.stdout:
+        f.write(line)
+        if echo and any(p in line for p in _PROGRESS):
+            text = line.rstrip()
+            # 'Iter(train) [ 20/300]  lr ... loss: ...': keep the head, not the tail
+            text = text[text.find('Iter('):][:160] if 'Iter(' in text else text[-160:]
+            print(f'  {prefix}{text}', flush=True)
 
 
 def train_stage(config: str, work_dir: str, load_from: Optional[str] = None,
@@ -196,7 +211,29 @@ class StageRunner:
         return deps
 
     def run(self) -> None:
-        """Start every stage whose dependency is done while a slot is free; wait."""
+        """Start every stage whose dependencies are done while a slot is free; wait.
+
+        Raises:
+            RuntimeError: A stage failed (the running ones are let finish, no new one
+                starts) or a dependency names no stage of the graph.
+        """
+        names = {s['name'] for s in self.stages}
+        for stage in self.stages:
+            missing = set(self.dependencies(stage)) - names
+            if missing:
+                raise RuntimeError(f'stage {stage["name"]!r} waits for unknown stage(s) '
+                                   f'{sorted(missing)}')
+        try:
+            self._schedule()
+        except BaseException:  # Ctrl-C: stop the trainings too
+            for proc in list(_LIVE):
+                proc.terminate()
+            raise
+        if self.errors:
+            name, err = next(iter(self.errors.items()))
+            raise RuntimeError(f'stage {name!r} failed: {err}')
+
+    def _schedule(self) -> None:
         pending = list(self.stages)
         running: Dict[str, threading.Thread] = {}
         done: set = set()
@@ -217,9 +254,6 @@ class StageRunner:
                 running[stage['name']] = thread
                 thread.start()
             time.sleep(0.5)
-        if self.errors:
-            name, err = next(iter(self.errors.items()))
-            raise RuntimeError(f'stage {name!r} failed: {err}')
 
 
 def _main(argv: Sequence[str]) -> None:

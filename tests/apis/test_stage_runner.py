@@ -52,3 +52,21 @@ def test_stage_graph_runs_dependants_after_their_teacher(tiny_demo, tmp_path):
     with pytest.raises(RuntimeError, match="stage 'd' failed"):
         again.run()
     assert again.metrics['a'] == runner.metrics['a']
+
+
+def test_unknown_dependency_is_an_error_before_anything_runs(tmp_path):
+    runner = StageRunner([dict(name='b', config='x.py', load_from='a')], str(tmp_path))
+    with pytest.raises(RuntimeError, match=r"'b' waits for unknown stage\(s\) \['a'\]"):
+        runner.run()
+    assert not (tmp_path / 'b').exists()
+
+
+def test_command_stage_runs_once(tmp_path):
+    import sys
+    marker = tmp_path / 'count.txt'
+    cmd = [sys.executable, '-c',
+           f"p = {str(marker)!r}; import os; n = int(open(p).read()) if os.path.exists(p) "
+           "else 0; open(p, 'w').write(str(n + 1))"]
+    for _ in range(2):
+        StageRunner([dict(name='c', command=cmd)], str(tmp_path / 'runs')).run()
+    assert marker.read_text() == '1'  # the second run found c/done
