@@ -82,7 +82,6 @@ def _mmdet_masks_as_bitmaps(model):
 
 def run_variant(variant, steps, teacher_ckpt, seed):
     import torch
-    from mmengine.runner import Runner  # noqa: F401
     torch.set_num_threads(int(os.environ.get('BENCH_THREADS', torch.get_num_threads())))
     cfg, model = _build(variant, teacher_ckpt)
     if variant == 'mmdet_semi':

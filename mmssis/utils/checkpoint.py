@@ -11,7 +11,7 @@ offending type.
 """
 import os.path as osp
 import pickle
-from typing import Any, Callable, List, Optional
+from typing import Any, List, Optional
 
 import numpy as np
 import torch

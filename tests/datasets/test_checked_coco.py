@@ -1,7 +1,6 @@
 """Tests of the validating COCO dataset."""
 import json
 import logging
-import os.path as osp
 import shutil
 
 import numpy as np

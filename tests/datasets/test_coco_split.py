@@ -1,5 +1,4 @@
 """Tests of the COCO labelled/unlabelled split tool."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -9,6 +8,7 @@ import pytest
 from mmssis.datasets.coco_split import (CocoFormatError, frame_key,
                                         load_coco_json, num_labeled,
                                         split_coco)
+from mmssis.testing.tools import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CITYSCAPES_LIST = osp.join(REPO, '..', 'shared', 'data', 'cityscapes_splits',
@@ -199,11 +199,7 @@ def test_syntax_error_line(tmp_path):
 
 
 def _cli():
-    spec = importlib.util.spec_from_file_location(
-        'split_coco_cli', osp.join(REPO, 'tools', 'misc', 'split_coco.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('misc/split_coco.py')
 
 
 def test_cli(tmp_path, ann_file, capsys):

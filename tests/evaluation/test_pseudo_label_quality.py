@@ -23,6 +23,7 @@ from mmssis.registry import HOOKS, MODELS
 from mmssis.sam import SamMaskRefiner, SamModelBackend
 from mmssis.testing import build_echo_sam, tiny_mask_rcnn_cfg
 from mmssis.testing.tiny_run import DEMO_SUP_CONFIG
+from mmssis.testing.tools import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -211,15 +212,10 @@ def test_hook_logs_keys_with_a_real_teacher(tiny_demo):
 
 def test_analysis_tool_wraps_a_plain_checkpoint(tiny_demo, tmp_path):
     """tools/analysis_tools/pseudo_label_quality.py on a stage-1 (plain) checkpoint."""
-    import importlib.util
     import json
 
     from mmssis.testing.tiny_run import DEMO_SUP_CONFIG
-    spec = importlib.util.spec_from_file_location(
-        'pseudo_label_quality_tool',
-        osp.join(REPO, 'tools', 'analysis_tools', 'pseudo_label_quality.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('analysis_tools/pseudo_label_quality.py')
     cfg = Config.fromfile(osp.join(REPO, DEMO_SUP_CONFIG))
     cfg.model.backbone.pretrained = False
     cfg_file = str(tmp_path / 'cfg.py')

@@ -1,19 +1,15 @@
 """tools/misc/cache_sam_embeddings.py: encodes unlabelled originals once into the disk cache."""
-import importlib.util
 import os.path as osp
 
 import pytest
+from mmssis.testing.tools import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'configs/demo/s4m-refine_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py')
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'cache_sam_embeddings', osp.join(REPO, 'tools', 'misc', 'cache_sam_embeddings.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('misc/cache_sam_embeddings.py')
 
 
 def test_precompute_then_training_keys_hit(tiny_demo, tmp_path, monkeypatch):

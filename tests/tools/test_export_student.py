@@ -1,6 +1,5 @@
 """tools/model_converters/export_student.py: a semi checkpoint's student as a plain mmdet
 model that MMDetection's own tools/test.py evaluates exactly like mmssis does."""
-import importlib.util
 import os
 import os.path as osp
 import pickle
@@ -18,6 +17,7 @@ from mmengine.registry import DefaultScope
 from mmssis.registry import MODELS
 from mmssis.testing.tiny_run import DEMO_SEMI_CONFIG, shrink_for_test
 from mmssis.utils import adapt_cfg_to_machine
+from mmssis.testing.tools import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MMDET_TEST = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools', 'test.py')
@@ -25,11 +25,7 @@ CLASSES = ('disc', 'square', 'triangle', 'star')
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'export_student', osp.join(REPO, 'tools', 'model_converters', 'export_student.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('model_converters/export_student.py')
 
 
 @pytest.fixture(scope='module')

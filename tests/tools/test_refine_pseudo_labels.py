@@ -1,6 +1,5 @@
 """tools/refine_pseudo_labels.py: predictions -> SAM -> a COCO file CheckedCocoDataset loads."""
 import copy
-import importlib.util
 import json
 import os.path as osp
 
@@ -14,16 +13,13 @@ from pycocotools import mask as mask_utils
 from mmssis.datasets import CheckedCocoDataset, demo_metainfo
 from mmssis.sam import SamMaskRefiner, SamModelBackend
 from mmssis.testing import build_echo_sam
+from mmssis.testing.tools import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'refine_pseudo_labels', osp.join(REPO, 'tools', 'refine_pseudo_labels.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('refine_pseudo_labels.py')
 
 
 tool = _tool()

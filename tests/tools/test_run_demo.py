@@ -1,21 +1,17 @@
 """tools/misc/run_demo.py: the stage graph of make demo."""
-import importlib.util
 import os.path as osp
 
 import pytest
 
 from mmssis.apis import StageRunner
+from mmssis.testing.tools import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 @pytest.fixture(scope='module')
 def run_demo():
-    spec = importlib.util.spec_from_file_location(
-        'run_demo', osp.join(REPO, 'tools', 'misc', 'run_demo.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('misc/run_demo.py')
 
 
 def test_stages_pull_in_what_they_need(run_demo):

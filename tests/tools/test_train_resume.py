@@ -3,7 +3,6 @@ import json
 import os
 import os.path as osp
 
-import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner

@@ -1,5 +1,4 @@
 """tools/dataset_converters/voc_to_coco_instance.py on a tiny synthetic VOC + SBD tree."""
-import importlib.util
 import json
 import os.path as osp
 
@@ -7,13 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
+from mmssis.testing.tools import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-_spec = importlib.util.spec_from_file_location(
-    'voc_to_coco_instance',
-    osp.join(REPO, 'tools', 'dataset_converters', 'voc_to_coco_instance.py'))
-conv = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(conv)
+conv = load_tool('dataset_converters/voc_to_coco_instance.py')
 
 H, W = 24, 32
 

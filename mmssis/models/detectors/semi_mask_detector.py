@@ -23,8 +23,7 @@ Two-stage schedule: ``load_from`` a *plain* (stage-1, single detector) checkpoin
 teacher only; the student keeps its ImageNet backbone initialisation. A checkpoint with
 ``teacher.``/``student.`` keys (resume) loads both as saved.
 """
-import copy
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch

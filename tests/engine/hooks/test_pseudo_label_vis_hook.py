@@ -1,6 +1,5 @@
 """PseudoLabelVisHook and tools/analysis_tools/browse_pseudo_labels.py: pseudo-label panels
 (teacher | SAM-refined | student + ARP) written through mmengine's vis backends."""
-import importlib.util
 import inspect
 import os.path as osp
 from types import SimpleNamespace
@@ -22,6 +21,7 @@ from mmssis.registry import HOOKS, MODELS
 from mmssis.sam import SamMaskRefiner, SamModelBackend
 from mmssis.testing import build_echo_sam, make_semi_batch, tiny_mask_rcnn_cfg
 from mmssis.testing.tiny_run import DEMO_SEMI_CONFIG, shrink_for_test
+from mmssis.testing.tools import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 CLASSES = ('disc', 'square', 'triangle', 'star')
@@ -154,12 +154,7 @@ def _tiny_semi_cfg(tiny_demo, work_dir):
 
 
 def _browse_tool():
-    spec = importlib.util.spec_from_file_location(
-        'browse_pseudo_labels',
-        osp.join(REPO, 'tools', 'analysis_tools', 'browse_pseudo_labels.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('analysis_tools/browse_pseudo_labels.py')
 
 
 def test_fixed_set_mode_draws_dataset_images(tiny_demo, tmp_path):

@@ -8,7 +8,6 @@ from mmengine.config import ConfigDict
 from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
 
-from mmssis.models.detectors import SemiMaskDetector
 from mmssis.registry import MODELS
 from mmssis.testing import make_semi_batch, tiny_mask_rcnn_cfg
 
