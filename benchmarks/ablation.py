@@ -48,7 +48,9 @@ ROWS = [
 
 def seed_stages(seed: int) -> List[Dict]:
     """The stage graph of one seed (seed 0: the configs as they are)."""
-    options = [] if seed == 0 else [f'randomness.seed={seed}']
+    # no end-of-training validation: StageRunner evaluates each row once afterwards
+    options = ['train_cfg.val_interval=1000000'] + (
+        [] if seed == 0 else [f'randomness.seed={seed}'])
     stages = [dict(name='s4m_stage1', config=DISTILL, row=None, options=options),
               dict(name='sup', config=SUP, row='supervised', options=options),
               # SAM embeddings of the unlabelled images, once for all SAM rows (shared

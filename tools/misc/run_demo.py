@@ -45,6 +45,11 @@ STAGES: List[Dict] = [
     dict(name='s4m', row='s4m', load_from='s4m_stage1', after=['sam_cache'],
          config=DEMO + 's4m_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'),
 ]
+# Each training stage is evaluated once after training (CocoMetric, in its own process), so
+# the configs' own end-of-training validation is skipped.
+for _stage in STAGES:
+    if 'config' in _stage:
+        _stage['options'] = ['train_cfg.val_interval=1000000']
 PANEL_STAGE = 's4m'
 
 
