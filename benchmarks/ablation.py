@@ -46,19 +46,30 @@ ROWS = [
 ]
 
 
-def seed_stages(seed: int) -> List[Dict]:
-    """The stage graph of one seed (seed 0: the configs as they are)."""
+def seed_stages(seed: int, root: str) -> List[Dict]:
+    """The stage graph of one seed, in ``root`` (seed 0: the configs as they are).
+
+    Stage names carry the seed (``sup@seed1``) so that all seeds form one graph.
+    """
     # no end-of-training validation: StageRunner evaluates each row once afterwards
     options = ['train_cfg.val_interval=1000000'] + (
         [] if seed == 0 else [f'randomness.seed={seed}'])
-    stages = [dict(name='s4m_stage1', config=DISTILL, row=None, options=options),
-              dict(name='sup', config=SUP, row='supervised', options=options),
+
+    def stage(name, **kw):
+        deps = {k: f'{v}@seed{seed}' for k, v in kw.items() if k == 'load_from' and v}
+        after = [f'{a}@seed{seed}' for a in kw.pop('after', [])]
+        kw.update(deps)
+        return dict(name=f'{name}@seed{seed}', dir=osp.join(root, name), after=after,
+                    options=options, **kw)
+
+    stages = [stage('s4m_stage1', config=DISTILL, row=None),
+              stage('sup', config=SUP, row='supervised'),
               # SAM embeddings of the unlabelled images, once for all SAM rows (shared
               # on-disk cache, MMSSIS_SAM_CACHE)
-              dict(name='sam_cache', row=None,
+              dict(name=f'sam_cache@seed{seed}', dir=osp.join(root, 'sam_cache'), row=None,
                    command=[sys.executable, 'tools/misc/cache_sam_embeddings.py', REFINE])]
-    stages += [dict(name=name, config=cfg, row=row, load_from=teacher, options=options,
-                    after=['sam_cache'] if cfg != SEMI else [])
+    stages += [stage(name, config=cfg, row=row, load_from=teacher,
+                     after=['sam_cache'] if cfg != SEMI else [])
                for row, name, cfg, teacher in ROWS[1:]]
     return stages
 
@@ -78,13 +89,19 @@ def main() -> None:
                           osp.join(args.seed0_dir or args.work_dir, 'sam_embeddings'))
     t0 = time.time()
     aps: Dict[str, List[float]] = {row: [] for row, *_ in ROWS}
+    stages = []
     for seed in args.seeds:
         root = args.seed0_dir if seed == 0 and args.seed0_dir else \
             osp.join(args.work_dir, f'seed{seed}')
-        runner = StageRunner(seed_stages(seed), root, jobs=args.jobs)
-        runner.run()
+        stages += seed_stages(seed, root)
+    # All seeds in one graph, teachers (and the SAM cache) first: a slot never waits for
+    # another seed's last stage.
+    stages.sort(key=lambda s: 'load_from' in s)
+    runner = StageRunner(stages, args.work_dir, jobs=args.jobs)
+    runner.run()
+    for seed in args.seeds:
         for row, name, *_ in ROWS:
-            aps[row].append(float(runner.metrics[name]['coco/segm_mAP']))
+            aps[row].append(float(runner.metrics[f'{name}@seed{seed}']['coco/segm_mAP']))
             print(f'seed {seed} {row:<16} segm AP {aps[row][-1]:.3f}', flush=True)
     sup = statistics.mean(aps['supervised'])
     lines = [f'# S4M ablation on the demo (segm AP on the 60 val images, 300 iterations per '

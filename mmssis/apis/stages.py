@@ -133,7 +133,8 @@ def evaluate_checkpoint_subprocess(config: str, checkpoint: str, work_dir: str,
 class StageRunner:
     """Runs stages (train + evaluate) as a dependency graph, ``jobs`` at a time.
 
-    A stage is a dict: ``name`` (its work dir ``<work_dir>/<name>``), ``config``, optional
+    A stage is a dict: ``name`` (its work dir ``<work_dir>/<name>`` unless ``dir`` is
+    given), ``config``, optional
     ``load_from`` (the name of the stage whose ``final.pth`` initialises it), ``after``
     (names of further stages it waits for), ``row`` (evaluate it when set) and ``options``
     (extra ``--cfg-options``). A stage with ``command`` (an argv list) runs that command
@@ -159,10 +160,15 @@ class StageRunner:
         self.timings: Dict[str, float] = {}
         self.errors: Dict[str, BaseException] = {}
 
+    def stage_dir(self, name: str) -> str:
+        """Work dir of stage ``name``: its ``dir`` if given, else ``<work_dir>/<name>``."""
+        stage = next((s for s in self.stages if s['name'] == name), {})
+        return stage.get('dir') or osp.join(self.work_dir, name)
+
     def _run_one(self, stage: Dict) -> None:
         name = stage['name']
-        stage_dir = osp.join(self.work_dir, name)
-        teacher = osp.join(self.work_dir, stage['load_from'], 'final.pth') \
+        stage_dir = self.stage_dir(name)
+        teacher = osp.join(self.stage_dir(stage['load_from']), 'final.pth') \
             if stage.get('load_from') else None
         try:
             t = time.time()

@@ -26,7 +26,8 @@ def test_precompute_then_training_keys_hit(tiny_demo, tmp_path, monkeypatch):
     from mmengine.config import Config
 
     from mmssis.datasets.semi_data import build_unlabelled_dataset
-    from mmssis.models.utils.sam_pseudo_refiner import PseudoLabelSamRefiner
+    from mmssis.models.utils.sam_pseudo_refiner import (PseudoLabelSamRefiner,
+                                                         original_cache_key)
     from mmssis.registry import MODELS
     cfg = Config.fromfile(CONFIG)
     refiner = MODELS.build(cfg.model.semi_train_cfg.sam_refiner)
@@ -34,9 +35,13 @@ def test_precompute_then_training_keys_hit(tiny_demo, tmp_path, monkeypatch):
     ds = build_unlabelled_dataset(cfg)
     ds.full_init()
     ns = refiner.refiner.backend.cache_namespace
-    hits = [f'{ns}|{ds.get_data_info(i)["img_path"]}' in refiner.refiner.cache
-            for i in range(len(ds))]
+    hits = [f'{ns}|{original_cache_key(ds.get_data_info(i)["img_path"])}'
+            in refiner.refiner.cache for i in range(len(ds))]
     assert hits[:3] == [True] * 3 and not any(hits[3:])
+    # keys are absolute: the same image through a relative path hits too
+    rel = osp.relpath(ds.get_data_info(0)['img_path'])
+    assert original_cache_key(rel) == original_cache_key(ds.get_data_info(0)['img_path'])
+    assert osp.isabs(original_cache_key(rel))
 
 
 def test_view_embeddings_cannot_be_precomputed():

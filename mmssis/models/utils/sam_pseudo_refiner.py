@@ -14,6 +14,7 @@ Two places to encode (``embed_on``):
   refined masks warped back. With a cache, every image is encoded once for the whole run
   (hit rate -> 1 after the first epoch).
 """
+import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import mmcv
@@ -57,6 +58,15 @@ def denormalize_views(batch_inputs: Tensor, batch_data_samples: SampleList,
     return out
 
 
+def original_cache_key(img_path: str) -> str:
+    """Embedding-cache key of an un-augmented image: its resolved absolute path.
+
+    Relative paths depend on the working directory: two runs started from different
+    directories could otherwise share a disk cache entry for different images.
+    """
+    return os.path.realpath(img_path)
+
+
 @MODELS.register_module()
 class PseudoLabelSamRefiner:
     """Batch adapter between :class:`SemiMaskDetector` and :class:`SamMaskRefiner`.
@@ -77,7 +87,8 @@ class PseudoLabelSamRefiner:
     def precompute(self, img_paths: Sequence[str], progress: bool = True) -> Dict[str, int]:
         """Encode original images into the embedding cache before training.
 
-        The keys are the ones :meth:`refine_batch` looks up (``img_path``), so with a disk
+        The keys are the ones :meth:`refine_batch` looks up (:func:`original_cache_key`
+        of ``img_path``), so with a disk
         cache (``cache=dict(disk_dir=...)``) training then never runs SAM's image encoder
         for these images, and several runs sharing the directory encode each image once.
 
@@ -102,8 +113,9 @@ class PseudoLabelSamRefiner:
         bar = mmengine.utils.ProgressBar(len(img_paths)) if progress else None
         encoded = 0
         for path in img_paths:
-            if f'{self.refiner.backend.cache_namespace}|{path}' not in cache:
-                self.refiner.encode(mmcv.imread(path, channel_order='rgb'), cache_key=path)
+            key = original_cache_key(path)
+            if f'{self.refiner.backend.cache_namespace}|{key}' not in cache:
+                self.refiner.encode(mmcv.imread(path, channel_order='rgb'), cache_key=key)
                 encoded += 1
             if bar is not None:
                 bar.update()
@@ -176,7 +188,7 @@ class PseudoLabelSamRefiner:
                                to_original, (ori_h, ori_w), mode='nearest')
         logits = torch.where(inside.bool(), logits, torch.full_like(logits, -20.0))
         boxes = masks_to_boxes(logits > 0)
-        emb = self.refiner.encode(image, cache_key=meta['img_path'])
+        emb = self.refiner.encode(image, cache_key=original_cache_key(meta['img_path']))
         res = self.refiner.refine_embedding(emb, logits, boxes)
         view_h, view_w = meta['img_shape'][:2]
         masks = project_masks(res.masks, h_view, (view_h, view_w)).bool()
