@@ -68,7 +68,10 @@ def resume_test_cfg(data_root: str, work_dir: str, max_iters: int = 4) -> Config
                     batch_size=4)
     speed_up(cfg)
     semi = cfg.model.semi_train_cfg
-    semi.score_thr = 0.05  # an untrained teacher still gives pseudo-labels
+    # an untrained teacher still gives pseudo-labels: low score and mask thresholds (its
+    # random mask logits sit around 0)
+    semi.score_thr = 0.05
+    semi.mask_thr = 0.05
     semi.sam_refiner = tiny_sam_refiner()
     semi.instance_mixer = dict(type='ARPInstanceMixer', min_area=50)  # lazily seeded
     cfg.custom_hooks = [
