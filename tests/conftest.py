@@ -1,3 +1,4 @@
+import logging
 import os
 
 import pytest
@@ -51,3 +52,24 @@ def pytest_configure(config):
     os.environ['MMSSIS_SAM_CACHE'] = tempfile.mkdtemp(prefix='mmssis_sam_cache_')
     import torch
     torch.set_num_threads(1)
+
+
+class _Records(logging.Handler):
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def log_records():
+    """Messages sent to the current MMLogger during the test."""
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_instance(f'test_log_records_{id(object())}')
+    handler = _Records()
+    logger.addHandler(handler)
+    yield handler.messages
+    logger.removeHandler(handler)

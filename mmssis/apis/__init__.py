@@ -1,4 +1,5 @@
 from .stages import (StageRunner, evaluate_checkpoint, evaluate_checkpoint_subprocess,
-                     train_stage)
+                     stage_env, train_stage)
 
-__all__ = ['train_stage', 'evaluate_checkpoint', 'evaluate_checkpoint_subprocess', 'StageRunner']
+__all__ = ['train_stage', 'evaluate_checkpoint', 'evaluate_checkpoint_subprocess', 'StageRunner',
+           'stage_env']

@@ -21,7 +21,7 @@ _LIVE: set = set()
 _PROGRESS = (' - mmengine - INFO - Iter(', 'coco/segm_mAP', 'Error', 'calibration')
 
 
-def _stage_env(threads: Optional[int] = None) -> Dict[str, str]:
+def stage_env(threads: Optional[int] = None) -> Dict[str, str]:
     """Environment of a stage subprocess: the repository's code first on ``sys.path``;
     ``threads`` (when given) caps the OpenMP/MKL/torch threads of the process."""
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
@@ -33,7 +33,7 @@ def _stage_env(threads: Optional[int] = None) -> Dict[str, str]:
 def _run_logged(cmd: List[str], log_file: str, echo: bool = True, prefix: str = '',
                 threads: Optional[int] = None) -> None:
     with open(log_file, 'w') as f:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=_stage_env(threads), stdout=subprocess.PIPE,
+        proc = subprocess.Popen(cmd, cwd=REPO, env=stage_env(threads), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         _LIVE.add(proc)
         try:

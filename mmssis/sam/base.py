@@ -240,7 +240,7 @@ class SamBackend(abc.ABC):
         rgb = to_hwc_uint8_rgb(image, channel_order)
         key = None
         if self.cache is not None and cache_key is not None:
-            key = f'{self.cache_namespace}|{cache_key}'
+            key = self.full_cache_key(cache_key)
             cached = self.cache.get(key)
             if cached is not None and cached.original_size == tuple(rgb.shape[:2]):
                 return cached.to(self.device)
@@ -248,6 +248,10 @@ class SamBackend(abc.ABC):
         if key is not None:
             self.cache.put(key, emb)
         return emb
+
+    def full_cache_key(self, cache_key: Hashable) -> str:
+        """The key :meth:`encode` stores ``cache_key`` under (namespaced by the model)."""
+        return f'{self.cache_namespace}|{cache_key}'
 
     # ----------------------------------------------------------------- decode
     @abc.abstractmethod

@@ -1,38 +1,16 @@
 """Tests of the validating COCO dataset."""
 import json
-import logging
 import shutil
 
 import numpy as np
 import pytest
 from mmdet.datasets.transforms import LoadAnnotations
 from mmcv.transforms import LoadImageFromFile
-from mmengine.logging import MMLogger
 
 from mmssis.datasets import (DEMO_CLASSES, CheckedCocoDataset, CocoFormatError,
                              CorruptImageError, demo_metainfo)
 from mmssis.datasets.checked_coco import check_annotation
 from mmssis.registry import DATASETS
-
-
-class _Records(logging.Handler):
-
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
-@pytest.fixture
-def log_records():
-    """Messages sent to the current MMLogger during the test."""
-    logger = MMLogger.get_instance(f'test_checked_coco_{id(object())}')
-    handler = _Records()
-    logger.addHandler(handler)
-    yield handler.messages
-    logger.removeHandler(handler)
 
 
 def _dataset(root, ann_file, **kwargs):

@@ -34,8 +34,8 @@ def test_precompute_then_training_keys_hit(tiny_demo, tmp_path, monkeypatch):
     assert isinstance(refiner, PseudoLabelSamRefiner)
     ds = build_unlabelled_dataset(cfg)
     ds.full_init()
-    ns = refiner.refiner.backend.cache_namespace
-    hits = [f'{ns}|{original_cache_key(ds.get_data_info(i)["img_path"])}'
+    backend = refiner.refiner.backend
+    hits = [backend.full_cache_key(original_cache_key(ds.get_data_info(i)['img_path']))
             in refiner.refiner.cache for i in range(len(ds))]
     assert hits[:3] == [True] * 3 and not any(hits[3:])
     # keys are absolute: the same image through a relative path hits too

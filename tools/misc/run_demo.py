@@ -22,7 +22,7 @@ from typing import Dict, List, Optional  # noqa: F401
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
 
-from mmssis.apis import StageRunner  # noqa: E402
+from mmssis.apis import StageRunner, stage_env  # noqa: E402
 
 DEMO = 'configs/demo/'
 REFINE = DEMO + 's4m-refine_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'
@@ -92,8 +92,7 @@ def write_panel(work_dir: str, out: str, num: int = 4) -> None:
     cmd = [sys.executable, osp.join(REPO, 'tools', 'analysis_tools', 'browse_pseudo_labels.py'),
            stage['config'], ckpt, '--out-dir', osp.join(work_dir, 'pseudo_labels'), '--num',
            str(num), '--sam', '--panel', out, '--device', 'cpu']
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    subprocess.run(cmd, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, cwd=REPO, env=stage_env(), check=True, stdout=subprocess.DEVNULL)
 
 
 def main() -> None:

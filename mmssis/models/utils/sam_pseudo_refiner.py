@@ -114,7 +114,7 @@ class PseudoLabelSamRefiner:
         encoded = 0
         for path in img_paths:
             key = original_cache_key(path)
-            if f'{self.refiner.backend.cache_namespace}|{key}' not in cache:
+            if self.refiner.backend.full_cache_key(key) not in cache:
                 self.refiner.encode(mmcv.imread(path, channel_order='rgb'), cache_key=key)
                 encoded += 1
             if bar is not None:
