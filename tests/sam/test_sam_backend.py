@@ -57,6 +57,23 @@ def test_max_prompts_per_call_chunks(image, count_calls):
                                atol=1e-4, rtol=1e-4)
 
 
+def test_decoder_dtype_bfloat16_close_to_float32(image):
+    full = SamModelBackend(build_tiny_sam())
+    half = SamModelBackend(build_tiny_sam(), decoder_dtype='bfloat16')
+    emb = full.encode(image)
+    boxes = torch.tensor([[10., 20., 200., 250.], [300., 0., 499., 299.], [0., 0., 50., 60.]])
+    a, ia = full.predict_low_res(emb, boxes=boxes)
+    b, ib = half.predict_low_res(emb, boxes=boxes)
+    # returned as float32 whatever the decoder ran in, same shapes
+    assert b.dtype == ib.dtype == torch.float32 and b.shape == a.shape and ib.shape == ia.shape
+    assert not torch.equal(a, b)  # it did run in reduced precision
+    # bfloat16 keeps ~3 significant digits: logits agree to a few % of their spread
+    assert (a - b).abs().max() < 0.05 * a.std() + 1e-3
+    torch.testing.assert_close(ia, ib, atol=0.02, rtol=0.02)
+    with pytest.raises(ValueError, match='decoder_dtype'):
+        SamModelBackend(build_tiny_sam(), decoder_dtype='int8')
+
+
 def test_batched_equals_separate(tiny_backend, image):
     emb = tiny_backend.encode(image)
     boxes = torch.tensor([[10., 20., 200., 250.], [300., 0., 499., 299.], [0., 0., 50., 60.]])
