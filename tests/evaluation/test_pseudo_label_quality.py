@@ -235,3 +235,16 @@ def test_analysis_tool_wraps_a_plain_checkpoint(tiny_demo, tmp_path):
     load_checkpoint(model, ckpt, map_location='cpu')
     for key, value in plain.state_dict().items():
         assert torch.equal(model.teacher.state_dict()[key], value)
+
+
+def test_analysis_tool_rejects_refiner_flags_with_sam_config(capsys):
+    """--sam config uses the config's refiner: refiner flags must not be silently dropped."""
+    tool = load_tool('analysis_tools/pseudo_label_quality.py')
+    with pytest.raises(SystemExit) as err:
+        tool.parse_args(['c.py', 'k.pth', '--sam', 'config', '--fusion', 'mean_prob'])
+    assert err.value.code == 2
+    assert '--fusion cannot be combined with --sam config' in capsys.readouterr().err
+    # flags at their defaults, and the same flags with a built-in SAM, are fine
+    assert tool.parse_args(['c.py', 'k.pth', '--sam', 'config', '--fusion', 'replace']).sam \
+        == 'config'
+    assert tool.parse_args(['c.py', 'k.pth', '--fusion', 'mean_prob']).fusion == 'mean_prob'

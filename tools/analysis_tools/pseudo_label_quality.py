@@ -71,7 +71,20 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', default=None, help='write the metrics to this json')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.sam == 'config':
+        # The config's refiner is used as it is: refuse flags that would silently not apply.
+        ignored = [f"--{dest.replace('_', '-')}" for dest in REFINER_FLAGS
+                   if getattr(args, dest) != parser.get_default(dest)]
+        if ignored:
+            parser.error(f"{', '.join(ignored)} cannot be combined with --sam config (the "
+                         "config's sam_refiner is used as it is); edit the config instead")
+    return args
+
+
+# Flags that build a refiner; they do not apply to ``--sam config``.
+REFINER_FLAGS = ('sam_checkpoint', 'num_points', 'use_box', 'multimask', 'fusion',
+                 'min_teacher_iou', 'embed_on', 'seed')
 
 
 def build_semi_model(cfg, score_thr: Optional[float] = None):
