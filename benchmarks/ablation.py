@@ -56,9 +56,9 @@ def seed_stages(seed: int, root: str) -> List[Dict]:
         [] if seed == 0 else [f'randomness.seed={seed}'])
 
     def stage(name, **kw):
-        deps = {k: f'{v}@seed{seed}' for k, v in kw.items() if k == 'load_from' and v}
+        if kw.get('load_from'):
+            kw['load_from'] = f"{kw['load_from']}@seed{seed}"
         after = [f'{a}@seed{seed}' for a in kw.pop('after', [])]
-        kw.update(deps)
         return dict(name=f'{name}@seed{seed}', dir=osp.join(root, name), after=after,
                     options=options, **kw)
 

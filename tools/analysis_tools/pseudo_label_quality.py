@@ -38,6 +38,11 @@ def _refine_tool():
     return module
 
 
+# Flags that build a refiner; they do not apply to ``--sam config``.
+REFINER_FLAGS = ('sam_checkpoint', 'num_points', 'use_box', 'multimask', 'fusion',
+                 'min_teacher_iou', 'embed_on', 'seed')
+
+
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Pseudo-label quality of a teacher')
     parser.add_argument('config')
@@ -80,11 +85,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
             parser.error(f"{', '.join(ignored)} cannot be combined with --sam config (the "
                          "config's sam_refiner is used as it is); edit the config instead")
     return args
-
-
-# Flags that build a refiner; they do not apply to ``--sam config``.
-REFINER_FLAGS = ('sam_checkpoint', 'num_points', 'use_box', 'multimask', 'fusion',
-                 'min_teacher_iou', 'embed_on', 'seed')
 
 
 def build_semi_model(cfg, score_thr: Optional[float] = None):
