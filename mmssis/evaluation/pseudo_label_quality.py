@@ -220,18 +220,12 @@ def _mask_tensor(masks) -> Tensor:
 def view_homography(sample) -> Tensor:
     """``original image -> view`` homography of a sample, float64 ``(3, 3)``.
 
-    Uses ``homography_matrix`` when the pipeline packed it; otherwise assumes the view is
-    the original image rescaled by ``scale_factor`` (mmdet's ``Resize``; a flipped or
-    cropped view without ``homography_matrix`` is rejected).
+    The one implementation is :func:`mmssis.models.utils.mask_projection.sample_homography`
+    (packed ``homography_matrix``, or exact for an untransformed / plainly resized view;
+    any other transformed view without it is an error).
     """
-    meta = sample.metainfo
-    if meta.get('homography_matrix') is not None:
-        return torch.as_tensor(np.asarray(meta['homography_matrix']), dtype=torch.float64)
-    if meta.get('flip', False):
-        raise ValueError('a flipped view needs `homography_matrix` in the meta_keys of '
-                         'PackDetInputs to map pseudo-masks onto the GT')
-    sx, sy = meta.get('scale_factor', (1.0, 1.0))[:2]
-    return torch.diag(torch.tensor([float(sx), float(sy), 1.0], dtype=torch.float64))
+    from mmssis.models.utils.mask_projection import sample_homography
+    return sample_homography(sample)
 
 
 def gt_instance_masks(gt: InstanceData) -> Tuple[Tuple[int, int], InstanceData]:

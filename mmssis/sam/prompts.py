@@ -88,7 +88,7 @@ def sample_points_from_logits(logits: Tensor, num_points: int = 3,
                               generator: Optional[torch.Generator] = None,
                               temperature: float = 1.0,
                               fallback_boxes: Optional[Tensor] = None,
-                              logit_thr: float = 0.0) -> Tuple[Tensor, Tensor]:
+                              logit_thr: Optional[float] = 0.0) -> Tuple[Tensor, Tensor]:
     """Samples positive point prompts inside each instance, weighted by its logits.
 
     For instance ``i`` the candidate region is ``logits[i] > logit_thr`` (i.e.
@@ -109,7 +109,8 @@ def sample_points_from_logits(logits: Tensor, num_points: int = 3,
             logits' device).
         temperature: Softmax temperature (>0); larger is closer to uniform.
         fallback_boxes: Optional ``(N, 4)`` xyxy boxes for empty instances.
-        logit_thr: Foreground threshold on the logits.
+        logit_thr: Foreground threshold on the logits; ``None`` samples from the softmax
+            over *all* pixels of the map (the official S4M code).
 
     Returns:
         ``(points, labels)``: ``(N, K, 2)`` float ``xy`` pixel coordinates and
@@ -131,7 +132,7 @@ def sample_points_from_logits(logits: Tensor, num_points: int = 3,
     chunk = max(1, _CHUNK_ELEMS // max(1, h * w))
     for s in range(0, n, chunk):
         lg = logits[s:s + chunk].float()
-        region = lg > logit_thr
+        region = lg > logit_thr if logit_thr is not None else torch.ones_like(lg, dtype=torch.bool)
         empty = ~region.flatten(1).any(dim=1)
         if empty.any():
             fb = torch.ones_like(region[empty])

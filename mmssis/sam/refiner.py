@@ -63,6 +63,10 @@ class SamMaskRefiner:
             part or the background of a confident teacher instance, which a model
             trained on another domain (e.g. LiteMedSAM) does on some instances.
         temperature: Softmax temperature of point sampling.
+        point_region: Where points are drawn. ``'mask'`` (mmssis default): the softmax of
+            the logits restricted to the teacher's binarised mask. ``'all'`` (official
+            S4M): the softmax over all pixels of the instance's mask-logit map (points may
+            then fall outside the teacher mask where its logits are close to 0).
         seed: Seed of the refiner's own ``torch.Generator`` (``None``: unseeded).
         cache: Optional embedding cache (an ``EmbeddingCache`` or its kwargs);
             installed on the backend, so ``encode`` goes through it.
@@ -79,7 +83,11 @@ class SamMaskRefiner:
                  use_box: bool = False, multimask: bool = True,
                  iou_thr: Optional[float] = None, temperature: float = 1.0,
                  seed: Optional[int] = None, cache: Any = None,
-                 min_teacher_iou: Optional[float] = None, fusion: str = 'replace') -> None:
+                 min_teacher_iou: Optional[float] = None, fusion: str = 'replace',
+                 point_region: str = 'mask') -> None:
+        if point_region not in ('mask', 'all'):
+            raise ValueError(f"point_region must be 'mask' or 'all', got {point_region!r}")
+        self.point_region = point_region
         if fusion not in self.FUSIONS:
             raise ValueError(f'fusion must be one of {self.FUSIONS}, got {fusion!r}')
         self.fusion = fusion
@@ -105,7 +113,7 @@ class SamMaskRefiner:
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(backend={self.backend!r}, num_points={self.num_points}, '
                 f'use_box={self.use_box}, multimask={self.multimask}, iou_thr={self.iou_thr}, '
-                f'fusion={self.fusion!r})')
+                f'fusion={self.fusion!r}, point_region={self.point_region!r})')
 
     @property
     def cache(self):
@@ -169,7 +177,8 @@ class SamMaskRefiner:
         teacher = mask_logits > 0
         points, labels = sample_points_from_logits(
             mask_logits, self.num_points, generator=self.generator,
-            temperature=self.temperature, fallback_boxes=boxes)
+            temperature=self.temperature, fallback_boxes=boxes,
+            logit_thr=0.0 if self.point_region == 'mask' else None)
         prompt_boxes = None
         if self.use_box or self.backend.requires_box:
             prompt_boxes = boxes if boxes is not None else masks_to_boxes(teacher)

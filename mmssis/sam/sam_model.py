@@ -30,7 +30,8 @@ class SamModelBackend(SamBackend):
     Args:
         sam: The network. It is frozen in place (eval, ``requires_grad=False``).
         requires_box: Refuse to decode without box prompts (box-trained models).
-        device: Optional device to move ``sam`` to.
+        device: Device to keep ``sam`` on. ``None`` (default): SAM follows the device of
+            the detector that uses it (see :meth:`SamBackend.follow`).
         cache: Optional :class:`~mmssis.sam.cache.EmbeddingCache`.
         name: Cache namespace (defaults to the class name); set it to something
             identifying the weights when several models share one disk cache.
@@ -63,8 +64,7 @@ class SamModelBackend(SamBackend):
         self.decoder_dtype = decoder_dtype
         self.max_prompts_per_call = max_prompts_per_call
         self._sam = self.freeze(sam)
-        if device is not None:
-            self._sam.to(device)
+        self.pin_device(device)
         self.requires_box = requires_box
         self.image_size = int(sam.image_encoder.img_size)
         self.mask_threshold = float(getattr(sam, 'mask_threshold', 0.0))

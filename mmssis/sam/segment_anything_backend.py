@@ -26,7 +26,8 @@ class SegmentAnythingBackend(SamModelBackend):
     Args:
         model_type: ``'vit_b'``, ``'vit_l'`` or ``'vit_h'``.
         checkpoint: Path of the official ``sam_vit_*.pth`` file.
-        device: Device for the network (default CPU).
+        device: Device to keep the network on; ``None`` (default) follows the detector's
+            device (built on the CPU).
         cache: Optional :class:`~mmssis.sam.cache.EmbeddingCache` (or its kwargs).
         max_prompts_per_call: See :class:`SamModelBackend` (default: one call).
         decoder_dtype: See :class:`SamModelBackend` (default: float32).

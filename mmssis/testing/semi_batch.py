@@ -117,3 +117,76 @@ def make_semi_batch(batch: int = 2, img_shape: Tuple[int, int] = (64, 64),
                           for _ in range(batch)],
     }
     return inputs, samples
+
+
+FEAT = 32
+
+
+def tiny_mask2former_cfg(num_classes: int = 3) -> dict:
+    """Mask2Former with a 16-channel ResNet-18, 32-d pixel decoder and 2 decoder layers."""
+    attn = dict(embed_dims=FEAT, num_heads=4, dropout=0.0, batch_first=True)
+    ffn = dict(embed_dims=FEAT, feedforward_channels=2 * FEAT, num_fcs=2, ffn_drop=0.0,
+               act_cfg=dict(type='ReLU', inplace=True))
+    return dict(
+        type='Mask2Former',
+        _scope_='mmdet',
+        data_preprocessor=dict(type='DetDataPreprocessor', mean=[123.675, 116.28, 103.53],
+                               std=[58.395, 57.12, 57.375], bgr_to_rgb=True,
+                               pad_size_divisor=32, pad_mask=True, mask_pad_value=0),
+        backbone=dict(type='ResNet', depth=18, base_channels=16, num_stages=4,
+                      out_indices=(0, 1, 2, 3), frozen_stages=-1,
+                      norm_cfg=dict(type='BN', requires_grad=True), norm_eval=False,
+                      style='pytorch', init_cfg=None),
+        panoptic_head=dict(
+            type='Mask2FormerHead',
+            in_channels=[16, 32, 64, 128],
+            strides=[4, 8, 16, 32],
+            feat_channels=FEAT,
+            out_channels=FEAT,
+            num_things_classes=num_classes,
+            num_stuff_classes=0,
+            num_queries=10,
+            num_transformer_feat_level=3,
+            pixel_decoder=dict(
+                type='MSDeformAttnPixelDecoder',
+                num_outs=3,
+                norm_cfg=dict(type='GN', num_groups=8),
+                act_cfg=dict(type='ReLU'),
+                encoder=dict(
+                    num_layers=1,
+                    layer_cfg=dict(
+                        self_attn_cfg=dict(embed_dims=FEAT, num_heads=4, num_levels=3,
+                                           num_points=2, dropout=0.0, batch_first=True),
+                        ffn_cfg=ffn)),
+                positional_encoding=dict(num_feats=FEAT // 2, normalize=True)),
+            enforce_decoder_input_project=False,
+            positional_encoding=dict(num_feats=FEAT // 2, normalize=True),
+            transformer_decoder=dict(
+                return_intermediate=True,
+                num_layers=2,
+                layer_cfg=dict(self_attn_cfg=attn, cross_attn_cfg=attn, ffn_cfg=ffn),
+                init_cfg=None),
+            loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=2.0,
+                          reduction='mean', class_weight=[1.0] * num_classes + [0.1]),
+            loss_mask=dict(type='CrossEntropyLoss', use_sigmoid=True, reduction='mean',
+                           loss_weight=5.0),
+            loss_dice=dict(type='DiceLoss', use_sigmoid=True, activate=True,
+                           reduction='mean', naive_dice=True, eps=1.0, loss_weight=5.0)),
+        panoptic_fusion_head=dict(type='MaskFormerFusionHead',
+                                  num_things_classes=num_classes, num_stuff_classes=0,
+                                  loss_panoptic=None, init_cfg=None),
+        train_cfg=dict(
+            num_points=256,
+            oversample_ratio=3.0,
+            importance_sample_ratio=0.75,
+            assigner=dict(
+                type='HungarianAssigner',
+                match_costs=[
+                    dict(type='ClassificationCost', weight=2.0),
+                    dict(type='CrossEntropyLossCost', weight=5.0, use_sigmoid=True),
+                    dict(type='DiceCost', weight=5.0, pred_act=True, eps=1.0)
+                ]),
+            sampler=dict(type='MaskPseudoSampler')),
+        test_cfg=dict(panoptic_on=False, semantic_on=False, instance_on=True,
+                      max_per_image=10, iou_thr=0.8, filter_low_score=True),
+        init_cfg=None)

@@ -49,13 +49,17 @@ geometric_transforms = [
     dict(type='RandomFlip', prob=0.5),
 ]
 color_aug_ssd = dict(type='PhotoMetricDistortion')
+train_meta_keys = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip',
+                   'flip_direction', 'homography_matrix')
 train_pipeline = [
     dict(type='LoadImageFromFile', to_float32=True, backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     *geometric_transforms,
     color_aug_ssd,
     dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-5, 1e-5), by_mask=True),
-    dict(type='PackDetInputs'),
+    # homography_matrix: stage-1 structural distillation maps SAM targets of the original
+    # image into this view with it (mmdet's default meta keys leave it out).
+    dict(type='PackDetInputs', meta_keys=train_meta_keys),
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile', to_float32=True, backend_args=backend_args),

@@ -36,12 +36,16 @@ geometric_transforms = [
     dict(type='RandomResize', scale=img_scale, ratio_range=(0.8, 1.25), keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
 ]
+train_meta_keys = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip',
+                   'flip_direction', 'homography_matrix')
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     *geometric_transforms,
     dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-2, 1e-2), by_mask=True),
-    dict(type='PackDetInputs'),
+    # homography_matrix: stage-1 structural distillation maps SAM targets of the original
+    # image into this view with it (mmdet's default meta keys leave it out).
+    dict(type='PackDetInputs', meta_keys=train_meta_keys),
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),

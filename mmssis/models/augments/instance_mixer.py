@@ -250,6 +250,12 @@ class ARPInstanceMixer:
         scale_range: Range of the uniform random scale of pasted instances.
         max_translate: Largest random shift, as a fraction of the destination image size.
         prob: Probability of mixing a batch at all.
+        placement: Where a pasted instance goes. ``'relative'`` (mmssis default): its
+            relative position in the source, shifted by up to ``max_translate``;
+            ``'uniform'`` (official S4M, COCO): the rescaled box's top-left corner uniform
+            over all positions that keep it inside the destination; ``'static'`` (official
+            S4M, Cityscapes ``--aug_static``): same position and scale as in the source
+            (``scale_range`` and ``max_translate`` are ignored).
         photometric: Optional list of mmdet/mmcv transform configs (e.g.
             ``dict(type='Brightness', prob=0.5)``, ``dict(type='PhotoMetricDistortion')``)
             applied to each mixed image: de-normalised to uint8 BGR (as mmcv loads it),
@@ -263,12 +269,15 @@ class ARPInstanceMixer:
             global generator (so the runner's ``randomness.seed`` still applies).
     """
 
+    PLACEMENTS = ('relative', 'uniform', 'static')
+
     def __init__(self,
                  num_pairs: Optional[Union[int, float]] = None,
                  min_area: float = 3000,
                  scale_range: Tuple[float, float] = (0.8, 1.2),
                  max_translate: float = 0.2,
                  prob: float = 1.0,
+                 placement: str = 'relative',
                  photometric: Optional[List[dict]] = None,
                  min_kept_area: int = 5,
                  seed: Optional[int] = None) -> None:
@@ -280,6 +289,9 @@ class ARPInstanceMixer:
         lo, hi = (float(s) for s in scale_range)
         if not 0 < lo <= hi:
             raise ValueError(f'scale_range must satisfy 0 < lo <= hi, got {scale_range}')
+        if placement not in self.PLACEMENTS:
+            raise ValueError(f'placement must be one of {self.PLACEMENTS}, got {placement!r}')
+        self.placement = placement
         if max_translate < 0 or not 0 <= prob <= 1:
             raise ValueError('max_translate must be >= 0 and prob in [0, 1]')
         self.num_pairs = num_pairs
@@ -398,9 +410,19 @@ class ARPInstanceMixer:
 
         scales, offsets = [], []
         for x1, y1, x2, y2 in boxes:
+            if self.placement == 'static':
+                scales.append(1.0)
+                offsets.append((int(x1), int(y1)))
+                continue
             scale = float(rng.uniform(*self.scale_range))
-            tx, ty = rng.uniform(-self.max_translate, self.max_translate, size=2)
             hs, ws = scaled_size(int(y2 - y1), int(x2 - x1), scale)
+            if self.placement == 'uniform':
+                ox = int(rng.integers(0, w_d - ws + 1)) if ws <= w_d else (w_d - ws) // 2
+                oy = int(rng.integers(0, h_d - hs + 1)) if hs <= h_d else (h_d - hs) // 2
+                scales.append(scale)
+                offsets.append((ox, oy))
+                continue
+            tx, ty = rng.uniform(-self.max_translate, self.max_translate, size=2)
             cx = (x1 + x2) / 2 * w_d / w_s + tx * w_d
             cy = (y1 + y2) / 2 * h_d / h_s + ty * h_d
             scales.append(scale)

@@ -53,7 +53,8 @@ class SamDistillMixin:
             losses = super().loss(batch_inputs, batch_data_samples)
         finally:
             handle.remove()
-        losses.update(self._distiller.loss(captured['feat'], batch_data_samples))
+        losses.update(self._distiller.loss(captured['feat'], batch_data_samples, batch_inputs,
+                                           self.data_preprocessor))
         return losses
 
 

@@ -15,6 +15,9 @@ Distillation train on, and offers the hook points the S4M parts plug into:
 4. pseudo-instances are projected into the student view (``unsup_student``) with the
    views' ``homography_matrix`` (flip / resize / crop / pad all compose);
 5. optional batch-level instance mixing (``instance_mixer``, ARP) on the student batch;
+   then the optional batch-level strong photometric augmentation (``student_augment``),
+   so that pasted instances and their new background share one photometric draw, as in
+   the official S4M code (the student branch of the pipeline is then geometry-only);
 6. the student is trained on labelled data (``sup_`` losses) and pseudo-labels
    (``unsup_`` losses, weight ``unsup_weight``). Images whose pseudo-labels are all filtered
    out still train as background.
@@ -61,7 +64,9 @@ class SemiMaskDetector(SemiBaseDetector):
         detector: Config of the student/teacher detector (Mask R-CNN, Mask2Former, ...).
         semi_train_cfg: Semi-supervised training options; defaults in
             ``DEFAULT_SEMI_TRAIN_CFG``. ``score_thr`` may be a float or a per-class list.
-            ``sam_refiner`` / ``instance_mixer`` (dicts) switch on SAM refinement / ARP.
+            ``sam_refiner`` / ``instance_mixer`` (dicts) switch on SAM refinement / ARP;
+            ``student_augment`` (dict) is the strong photometric augmentation of the
+            student batch after ARP.
         semi_test_cfg: ``predict_on='teacher'|'student'``.
         data_preprocessor: Usually a ``MultiBranchDataPreprocessor``.
         init_cfg: Initialisation config.
@@ -82,6 +87,9 @@ class SemiMaskDetector(SemiBaseDetector):
         self.class_score_thr: Optional[Tensor] = None
         self._sam_refiner = None
         self._instance_mixer = None
+        self._student_augment = None
+        if cfg.get('student_augment'):
+            object.__setattr__(self, '_student_augment', MODELS.build(cfg['student_augment']))
         if cfg.get('sam_refiner'):
             # SAM is frozen and must stay out of state_dict/EMA/optimizer: the refiner is
             # stored in __dict__ (object.__setattr__), not registered as a sub-module.
@@ -100,6 +108,11 @@ class SemiMaskDetector(SemiBaseDetector):
     @property
     def instance_mixer(self):
         return self._instance_mixer
+
+    @property
+    def student_augment(self):
+        """Batch-level strong photometric augmentation of the student (after ARP)."""
+        return self._student_augment
 
     @property
     def num_classes(self) -> int:
@@ -143,6 +156,9 @@ class SemiMaskDetector(SemiBaseDetector):
             student_inputs, student_samples = self._instance_mixer(
                 student_inputs, student_samples, data_preprocessor=self.data_preprocessor)
             batch_info.update(getattr(self._instance_mixer, 'last_stats', None) or {})
+        if self._student_augment is not None:
+            student_inputs = self._student_augment(student_inputs, student_samples,
+                                                   self.data_preprocessor)
         capture = getattr(self, '_vis_capture', None)
         if capture is not None:
             capture.update(teacher_inputs=multi_batch_inputs['unsup_teacher'],

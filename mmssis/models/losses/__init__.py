@@ -1,6 +1,6 @@
 from .structural_distill import (SamStructuralDistiller, sample_query_cells,
-                                 self_similarity_rows, token_centres)
+                                 self_similarity_rows)
 
 __all__ = [
-    'SamStructuralDistiller', 'self_similarity_rows', 'token_centres', 'sample_query_cells'
+    'SamStructuralDistiller', 'self_similarity_rows', 'sample_query_cells'
 ]

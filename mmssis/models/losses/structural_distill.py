@@ -14,18 +14,22 @@ all grid cells -- is computed
 The loss is smooth-L1 (``beta=1``) between the two rows, averaged over points and valid grid
 cells.
 
-Frames. SAM's token grid lives in SAM's input frame (the original image resized so its
-longest side is ``image_size`` and padded bottom/right to a square); cell ``(i, j)`` has its
-centre at ``(4j + 2, 4i + 2) / s`` in original-image pixels (``s`` = resize factor, grid
-stride = ``image_size / grid``). Cells whose centre falls in the padding are ignored. The
-detector's feature map lives in the augmented *view* frame; token centres are mapped there
-with the sample's ``homography_matrix`` (original -> view) and the features sampled
-bilinearly.
+Where SAM looks (``sam_input``):
 
-Cost. SAM targets depend only on the image and the points; with ``cache_targets=True`` the
-points of an image are drawn once (seeded by the image path) and its target rows are cached,
-so SAM runs once per labelled image for the whole run. ``cache_targets=False`` draws new
-points every step, as the paper does, at the cost of a SAM decoder pass per step.
+* ``'view'`` (the official S4M code): SAM encodes the very view the detector sees (the
+  de-normalised batch image, cropped to ``img_shape``), and ``P`` new query points are
+  drawn every iteration. Token cells map to view pixels through SAM's own resize
+  (:meth:`SamBackend.token_centres`); no homography is involved.
+* ``'original'`` (mmssis option, used by the CPU demo): SAM encodes the original image
+  from disk; with ``cache_targets=True`` an image's points are drawn once (seeded by its
+  path) and its SAM rows cached, so SAM runs once per labelled image for the whole run.
+  Token centres are mapped into the augmented view with the sample's
+  ``homography_matrix`` (original -> view); a transformed sample without one is an error
+  (:func:`~mmssis.models.utils.mask_projection.sample_homography`), never the identity.
+
+In both cases the detector's features are sampled bilinearly at the token centres (in view
+pixels over the padded batch tensor), and cells whose centre falls outside the view's
+image (SAM padding, or the part of the original image cropped away) are ignored.
 """
 import hashlib
 from collections import OrderedDict
@@ -60,31 +64,6 @@ def self_similarity_rows(feat: Tensor, index: Tensor, valid: Optional[Tensor] = 
     return rows
 
 
-def token_centres(input_size: Tuple[int, int], original_size: Tuple[int, int],
-                  grid: Tuple[int, int], image_size: int) -> Tuple[Tensor, Tensor]:
-    """Original-frame centres of SAM token cells and which of them lie on the image.
-
-    Args:
-        input_size: (h', w') of the resized image inside SAM's square input.
-        original_size: (H, W) of the original image.
-        grid: (gh, gw) token grid.
-        image_size: Side of SAM's square input.
-
-    Returns:
-        ``(centres, valid)``: (gh * gw, 2) xy in original pixels, (gh * gw,) bool.
-    """
-    gh, gw = grid
-    stride_y, stride_x = image_size / gh, image_size / gw
-    ys = (torch.arange(gh, dtype=torch.float32) + 0.5) * stride_y
-    xs = (torch.arange(gw, dtype=torch.float32) + 0.5) * stride_x
-    yy, xx = torch.meshgrid(ys, xs, indexing='ij')
-    valid = (yy < input_size[0]) & (xx < input_size[1])
-    scale_y = input_size[0] / original_size[0]
-    scale_x = input_size[1] / original_size[1]
-    centres = torch.stack([xx / scale_x, yy / scale_y], dim=-1).reshape(-1, 2)
-    return centres, valid.reshape(-1)
-
-
 def sample_query_cells(fg: Tensor, valid: Tensor, num_inside: int, num_uniform: int,
                        generator: torch.Generator) -> Tensor:
     """Pick query cells: ``num_inside`` on foreground cells, ``num_uniform`` anywhere valid.
@@ -117,94 +96,134 @@ class SamStructuralDistiller:
     """Computes the structural distillation loss for a batch (plain object, holds SAM).
 
     Args:
-        sam: Config of a SAM backend (``dict(type='LiteMedSamBackend')``,
-            ``dict(type='SegmentAnythingBackend', model_type='vit_h', checkpoint=...)``)
-            or a built backend.
+        sam: Config of a SAM backend (``dict(type='Sam2Backend', config=..., checkpoint=...)``,
+            ``dict(type='LiteMedSamBackend')``, ...) or a built backend.
         num_inside: Query points inside the union of GT masks per image (paper: 64).
         num_uniform: Uniform query points per image (paper: 64).
         loss_weight: Weight of the loss (paper: 1).
         beta: Smooth-L1 beta (paper: 1).
-        point_box: Half side (original pixels) of the box added around each point for
-            box-only SAM backends.
+        sam_input: ``'view'`` (official: SAM on the detector's augmented view, points
+            redrawn every step) or ``'original'`` (SAM on the original image, mapped to
+            the view with ``homography_matrix``; allows ``cache_targets``). See the module
+            docstring.
+        point_box: Half side (pixels of SAM's image) of the box added around each point for
+            box-only SAM backends (LiteMedSAM).
         prompts_per_call: SAM decoder prompts per call (bounds memory: each prompt yields a
-            (C, 64, 64) token map).
-        cache_targets: Fix the points of an image and cache its SAM rows (see module doc).
+            (C, h, w) token map).
+        cache_targets: ``sam_input='original'`` only: fix the points of an image and cache
+            its SAM rows. ``False`` draws new points every step, as the paper does.
         max_cache_items: Images whose targets are kept in memory.
+        seed: Seed of the point draws (mixed with the image path and the step).
     """
 
+    SAM_INPUTS = ('view', 'original')
+
     def __init__(self, sam, num_inside: int = 64, num_uniform: int = 64,
-                 loss_weight: float = 1.0, beta: float = 1.0, point_box: float = 8.0,
-                 prompts_per_call: int = 16, cache_targets: bool = True,
-                 max_cache_items: int = 4096) -> None:
+                 loss_weight: float = 1.0, beta: float = 1.0, sam_input: str = 'original',
+                 point_box: float = 8.0, prompts_per_call: int = 16,
+                 cache_targets: bool = True, max_cache_items: int = 4096,
+                 seed: int = 0) -> None:
+        if sam_input not in self.SAM_INPUTS:
+            raise ValueError(f'sam_input must be one of {self.SAM_INPUTS}, got {sam_input!r}')
+        if sam_input == 'view' and cache_targets:
+            raise ValueError("cache_targets=True needs sam_input='original': a view changes "
+                             'every step, so its SAM targets cannot be reused')
         self.sam = MODELS.build(sam) if isinstance(sam, dict) else sam
         self.num_inside = int(num_inside)
         self.num_uniform = int(num_uniform)
         self.loss_weight = float(loss_weight)
         self.beta = float(beta)
+        self.sam_input = sam_input
         self.point_box = float(point_box)
         self.prompts_per_call = int(prompts_per_call)
         self.cache_targets = bool(cache_targets)
         self.max_cache_items = int(max_cache_items)
+        self.seed = int(seed)
         self._cache: 'OrderedDict[str, Tuple[Tensor, Tensor, Tensor, Tensor]]' = OrderedDict()
         self.hits = 0
         self.misses = 0
         self._step = 0
 
     # ------------------------------------------------------------------ targets
-    def _seed(self, key: str) -> int:
+    def _generator(self, key: str) -> torch.Generator:
         if not self.cache_targets:
-            self._step += 1
             key = f'{key}#{self._step}'
-        return int(hashlib.sha1(key.encode()).hexdigest()[:12], 16)
+        digest = hashlib.sha1(f'{self.seed}|{key}'.encode()).hexdigest()[:12]
+        return torch.Generator().manual_seed(int(digest, 16))
 
     @torch.no_grad()
-    def sam_targets(self, sample: DetDataSample) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    def sam_targets(self, sample: DetDataSample, view: Optional[np.ndarray] = None
+                    ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """SAM self-similarity rows of one labelled sample.
+
+        Args:
+            sample: The labelled sample (``img_path``, ``gt_instances.masks`` in the view,
+                ``homography_matrix`` for ``sam_input='original'``).
+            view: ``sam_input='view'``: the ``(h, w, 3)`` uint8 RGB view image.
 
         Returns:
             ``(rows (P, L), query (P,), centres (L, 2), valid (L,))``: rows over the L token
-            cells, the query cell indices, the cells' original-frame centres and validity.
+            cells, the query cell indices, the cells' centres **in view pixels** and
+            whether a centre lies on SAM's image.
         """
         meta = sample.metainfo
         key = str(meta.get('img_path', meta.get('img_id')))
+        if self.sam_input == 'view':
+            emb = self.sam.encode(view)
+            centres, valid = self.sam.token_centres(emb)
+            fg = self._foreground_cells(sample, centres, None)
+            query = sample_query_cells(fg, valid, self.num_inside, self.num_uniform,
+                                       self._generator(key))
+            return self._sam_rows(emb, centres, valid, query).cpu(), query, centres, valid
         if self.cache_targets and key in self._cache:
             self.hits += 1
             self._cache.move_to_end(key)
-            return self._cache[key]
-        self.misses += 1
-        image = mmcv.imread(meta['img_path'], channel_order='rgb')
-        emb = self.sam.encode(image)
-        grid = tuple(emb.embedding.shape[-2:])
-        centres, valid = token_centres(emb.input_size, emb.original_size, grid,
-                                       self.sam.image_size)
-        fg = self._foreground_cells(sample, centres, emb.original_size)
-        gen = torch.Generator().manual_seed(self._seed(key))
-        query = sample_query_cells(fg, valid, self.num_inside, self.num_uniform, gen)
-        rows = self._sam_rows(emb, centres, valid, query)
-        out = (rows.cpu(), query, centres, valid)
-        if self.cache_targets:
-            self._cache[key] = out
-            if len(self._cache) > self.max_cache_items:
-                self._cache.popitem(last=False)
-        return out
+            rows, query, centres, valid = self._cache[key]
+        else:
+            self.misses += 1
+            image = mmcv.imread(meta['img_path'], channel_order='rgb')
+            emb = self.sam.encode(image)
+            centres, valid = self.sam.token_centres(emb)
+            to_original = torch.linalg.inv(sample_homography(sample))
+            fg = self._foreground_cells(sample, centres, (to_original, emb.original_size))
+            query = sample_query_cells(fg, valid, self.num_inside, self.num_uniform,
+                                       self._generator(key))
+            rows = self._sam_rows(emb, centres, valid, query).cpu()
+            if self.cache_targets:
+                self._cache[key] = (rows, query, centres, valid)
+                if len(self._cache) > self.max_cache_items:
+                    self._cache.popitem(last=False)
+        # Original-frame centres -> this sample's view (cached rows serve every view).
+        hom = sample_homography(sample).to(torch.float32)
+        pts = torch.cat([centres, torch.ones(centres.shape[0], 1)], dim=1) @ hom.t()
+        return rows, query, pts[:, :2] / pts[:, 2:3], valid
 
     def _foreground_cells(self, sample: DetDataSample, centres: Tensor,
-                          original_size: Tuple[int, int]) -> Tensor:
-        """Cells whose centre is inside the union of GT masks (masks warped to original)."""
+                          to_frame: Optional[Tuple[Tensor, Tuple[int, int]]]) -> Tensor:
+        """Cells whose centre lies inside the union of the sample's GT masks.
+
+        Args:
+            sample: The labelled sample; ``gt_instances.masks`` are in its view.
+            centres: ``(L, 2)`` cell centres in SAM's image frame.
+            to_frame: ``None`` when SAM's image is the view; else ``(view -> original
+                homography, original (H, W))`` to warp the union into the original frame.
+        """
         masks = sample.gt_instances.masks
-        union = torch.from_numpy(np.asarray(masks.masks).any(0, keepdims=True)) \
-            if len(sample.gt_instances) else None
-        if union is None:
+        if not len(sample.gt_instances):
             return torch.zeros(centres.shape[0], dtype=torch.bool)
-        to_original = torch.linalg.inv(sample_homography(sample))
-        union = project_masks(union, to_original, original_size, mode='nearest')[0]
-        h, w = original_size
+        union = torch.from_numpy(np.asarray(masks.masks).any(0, keepdims=True))
+        if to_frame is None:
+            img_h, img_w = sample.metainfo['img_shape'][:2]
+            union = union[:, :img_h, :img_w]
+        else:
+            union = project_masks(union, to_frame[0], to_frame[1], mode='nearest')
+        h, w = union.shape[-2:]
         xs = centres[:, 0].long().clamp(0, w - 1)
         ys = centres[:, 1].long().clamp(0, h - 1)
-        return union[ys, xs].bool()
+        return union[0, ys, xs].bool()
 
     def _sam_rows(self, emb, centres: Tensor, valid: Tensor, query: Tensor) -> Tensor:
-        points = centres[query].to(self.sam.device)  # (P, 2) original frame
+        points = centres[query].to(self.sam.device)  # (P, 2) in SAM's image frame
         rows = []
         for start in range(0, points.shape[0], self.prompts_per_call):
             pts = points[start:start + self.prompts_per_call]
@@ -220,28 +239,38 @@ class SamStructuralDistiller:
         return torch.stack(rows) if rows else torch.zeros(0, valid.numel())
 
     # -------------------------------------------------------------------- loss
-    def loss(self, feat: Tensor, batch_data_samples: List[DetDataSample]) -> Dict[str, Tensor]:
+    def loss(self, feat: Tensor, batch_data_samples: List[DetDataSample],
+             batch_inputs: Optional[Tensor] = None,
+             data_preprocessor=None) -> Dict[str, Tensor]:
         """Structural distillation loss of a batch.
 
         Args:
             feat: (B, C, Hf, Wf) detector features of the padded batch (view frame); the
-                batch input is ``Hf * stride`` pixels high, stride inferred from
-                ``batch_input_shape``.
-            batch_data_samples: Labelled samples (``img_path``, ``homography_matrix``,
-                ``gt_instances.masks``, ``batch_input_shape``).
+                batch input is ``batch_input_shape`` pixels, which ``feat`` spans.
+            batch_data_samples: Labelled samples (``img_path``, ``gt_instances.masks``,
+                ``img_shape``, ``batch_input_shape``; ``homography_matrix`` when
+                ``sam_input='original'`` and the view is transformed).
+            batch_inputs: (B, 3, H, W) normalised batch (needed for ``sam_input='view'``).
+            data_preprocessor: The detector's preprocessor (de-normalisation).
 
         Returns:
             ``{'loss_sam_distill': scalar}``.
         """
+        self.sam.follow(feat.device)
+        self._step += 1
+        views = [None] * len(batch_data_samples)
+        if self.sam_input == 'view':
+            if batch_inputs is None or data_preprocessor is None:
+                raise ValueError("sam_input='view' needs the batch inputs and the data "
+                                 'preprocessor to show SAM the detector\'s view')
+            from mmssis.models.utils.sam_pseudo_refiner import denormalize_views
+            views = denormalize_views(batch_inputs, batch_data_samples, data_preprocessor)
         losses = []
         for i, sample in enumerate(batch_data_samples):
-            rows_t, query, centres, valid = self.sam_targets(sample)
+            rows_t, query, view_xy, valid = self.sam_targets(sample, views[i])
             if query.numel() == 0:
                 continue
             pad_h, pad_w = sample.metainfo['batch_input_shape'][:2]
-            hom = sample_homography(sample).to(torch.float32)
-            pts = torch.cat([centres, torch.ones(centres.shape[0], 1)], dim=1) @ hom.t()
-            view_xy = pts[:, :2] / pts[:, 2:3]
             img_h, img_w = sample.metainfo['img_shape'][:2]
             inside = (view_xy[:, 0] >= 0) & (view_xy[:, 0] < img_w) & \
                 (view_xy[:, 1] >= 0) & (view_xy[:, 1] < img_h)

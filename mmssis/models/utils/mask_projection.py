@@ -50,14 +50,60 @@ def _as_homography(matrix: Optional[HomographyLike], device: torch.device) -> Te
     return matrix
 
 
+class MissingHomographyError(ValueError):
+    """A geometrically transformed sample carries no ``homography_matrix``."""
+
+
+def _derived_homography(meta: dict) -> Optional[Tensor]:
+    """The ``original -> view`` map of a sample whose pipeline did not pack one.
+
+    Only two cases are exact without ``homography_matrix``: the view *is* the original
+    image (identity), or the view is the original rescaled by mmdet's ``Resize`` and
+    nothing else (``diag(scale_factor)``: no flip and ``img_shape`` equal to the rounded
+    rescaled ``ori_shape``, so no crop). Anything else returns None.
+    """
+    if meta.get('flip', False):
+        return None
+    img_shape = meta.get('img_shape')
+    ori_shape = meta.get('ori_shape')
+    if img_shape is None or ori_shape is None:
+        return None
+    img_h, img_w = (int(v) for v in img_shape[:2])
+    ori_h, ori_w = (int(v) for v in ori_shape[:2])
+    scale = meta.get('scale_factor')
+    sx, sy = (1.0, 1.0) if scale is None else (float(scale[0]), float(scale[1]))
+    if scale is None and (img_h, img_w) != (ori_h, ori_w):
+        return None
+    # mmcv's imrescale/imresize round the rescaled size to the nearest pixel.
+    if abs(ori_w * sx - img_w) > 1.0 or abs(ori_h * sy - img_h) > 1.0:
+        return None
+    return torch.diag(torch.tensor([sx, sy, 1.0], dtype=torch.float64))
+
+
 def sample_homography(data_sample: BaseDataElement,
                       device: Union[str, torch.device] = 'cpu') -> Tensor:
     """Homography ``original image -> view`` of a data sample, float64 ``(3, 3)``.
 
-    A sample without ``homography_matrix`` went through no geometric transform, so the
-    identity is returned.
+    ``homography_matrix`` when the pipeline packed it (``PackDetInputs(meta_keys=(...,
+    'homography_matrix'))``). Without it, only an untransformed view (identity) or a plain
+    ``Resize`` (``diag(scale_factor)``) can be mapped exactly; a flipped, cropped or
+    otherwise transformed view raises instead of being treated as the original image.
+
+    Raises:
+        MissingHomographyError: the sample is transformed and has no ``homography_matrix``.
     """
-    return _as_homography(data_sample.metainfo.get('homography_matrix'), torch.device(device))
+    meta = data_sample.metainfo
+    matrix = meta.get('homography_matrix')
+    if matrix is None:
+        matrix = _derived_homography(meta)
+        if matrix is None:
+            raise MissingHomographyError(
+                f"sample {meta.get('img_path', meta.get('img_id'))!r} was transformed "
+                f"(flip={meta.get('flip')}, img_shape={meta.get('img_shape')}, "
+                f"ori_shape={meta.get('ori_shape')}, scale_factor={meta.get('scale_factor')}) "
+                "but carries no 'homography_matrix': add it to the meta_keys of the "
+                "pipeline's PackDetInputs so that masks and SAM targets can be mapped between the original image and this view")
+    return _as_homography(matrix, torch.device(device))
 
 
 def relative_homography(src_sample: BaseDataElement, dst_sample: BaseDataElement,

@@ -140,6 +140,7 @@ class PseudoLabelSamRefiner:
             logging statistics: mean IoU between teacher and refined masks, share of
             instances whose mask came from SAM, and the embedding-cache hit rate.
         """
+        self.refiner.backend.follow(batch_inputs.device)
         views = None
         if self.embed_on == 'view':
             views = denormalize_views(batch_inputs, batch_data_samples, data_preprocessor)

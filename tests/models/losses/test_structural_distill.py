@@ -9,7 +9,7 @@ from mmengine.config import ConfigDict
 from mmengine.registry import DefaultScope
 
 from mmssis.models.losses import (SamStructuralDistiller, sample_query_cells,
-                                  self_similarity_rows, token_centres)
+                                  self_similarity_rows)
 from mmssis.registry import MODELS
 from mmssis.sam import SamModelBackend
 from mmssis.testing import build_tiny_sam, make_sample, tiny_mask_rcnn_cfg
@@ -17,7 +17,10 @@ from mmssis.testing import build_tiny_sam, make_sample, tiny_mask_rcnn_cfg
 
 def test_token_centres_frame_and_padding():
     # 100x50 image into a 64-px SAM: resized to 64x32, grid 4x4 of 16-px cells.
-    centres, valid = token_centres((64, 32), (100, 50), (4, 4), 64)
+    backend = SamModelBackend(build_tiny_sam(img_size=64))
+    emb = backend.encode(np.zeros((100, 50, 3), np.uint8))
+    assert emb.input_size == (64, 32)
+    centres, valid = backend.token_centres(emb)
     assert valid.reshape(4, 4)[:, :2].all() and not valid.reshape(4, 4)[:, 2:].any()
     # Cell (0, 0) centre at input (8, 8) -> original (8 / 0.64, 8 / 0.64) = (12.5, 12.5).
     torch.testing.assert_close(centres[0], torch.tensor([12.5, 12.5]))

@@ -258,7 +258,8 @@ def test_project_instance_masks_pads_to_batch_input():
 
 def test_project_instance_masks_identity_and_empty():
     masks = _ellipse_masks()
-    sample = DetDataSample(metainfo=dict(img_shape=(ORI_H, ORI_W)))  # no homography
+    # Untransformed view without a homography: the identity is exact (ori_shape == img_shape).
+    sample = DetDataSample(metainfo=dict(img_shape=(ORI_H, ORI_W), ori_shape=(ORI_H, ORI_W)))
     inst = InstanceData(masks=BitmapMasks(masks, ORI_H, ORI_W))
     out = project_instance_masks(inst, sample, sample)
     np.testing.assert_array_equal(out.masks.masks, masks)

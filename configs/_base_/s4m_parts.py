@@ -1,0 +1,69 @@
+# The S4M parts, as the official code (cvlab-kaist/S4M) runs them, for the paper configs.
+# `sam_backend` comes from the SAM base listed beside this file (`_base_/sam/*.py`).
+# Sources: `modules/train_loop.py` (stage-1 distillation targets, stage-2 refinement, the
+# order teacher -> SAM -> ARP -> student), `modules/augmentation.py` (ARP, strong
+# augmentation), `mask2former/modeling/criterion.py` (`loss_dec_cossim_v1`: smooth-L1,
+# beta 1), `config/add_cfg.py` (`NUM_POINTS 3`, `AUG_STATIC`).
+
+# Stage 1: structural distillation. 128 query points per labelled image (64 on the union of
+# the GT masks, the rest uniform: `extract_point_gt_rand(num_samples=128)`), drawn anew every
+# iteration on the augmented view that the detector sees; SAM is prompted with each point
+# and its decoder image tokens after the last two-way block give the target
+# self-similarity rows; the detector side is the pixel decoder's mask features (Mask2Former)
+# or the finest FPN level (Mask R-CNN); smooth-L1 with beta 1, weight 1.
+s4m_distill = dict(
+    type='mmssis.SamStructuralDistiller',
+    num_inside=64,
+    num_uniform=64,
+    loss_weight=1.0,
+    beta=1.0,
+    sam_input='view',
+    cache_targets=False,
+    prompts_per_call=128)
+
+# Stage 2: SAM refinement of every kept teacher pseudo-mask. 3 positive points drawn
+# without replacement from the softmax over *all* pixels of the query's mask-logit map,
+# SAM on the teacher's (weak) view, multimask output, the mask with the highest predicted
+# IoU replaces the teacher's (no gate).
+s4m_refiner = dict(
+    type='mmssis.PseudoLabelSamRefiner',
+    embed_on='view',
+    refiner=dict(
+        type='mmssis.SamMaskRefiner',
+        num_points=3,
+        point_region='all',
+        use_box=False,
+        multimask=True,
+        iou_thr=None,
+        min_teacher_iou=None,
+        fusion='replace',
+        seed=0))
+
+# ARP: max(1, B // 4) image pairs of the unlabelled student batch per GPU swap every
+# pseudo-instance of area >= 3000 px, both ways. COCO (`AUG_STATIC False`): random scale
+# 0.8-1.2 and uniform random placement; Cityscapes (`AUG_STATIC True`, the default):
+# same scale and position.
+s4m_arp_dynamic = dict(
+    type='mmssis.ARPInstanceMixer',
+    num_pairs=None,
+    min_area=3000,
+    scale_range=(0.8, 1.2),
+    placement='uniform',
+    prob=1.0,
+    seed=0)
+s4m_arp_static = dict(s4m_arp_dynamic, placement='static')
+
+# The student's strong augmentation, after ARP (`StrongAugmentation`): ColorJitter(0.4, 0.4,
+# 0.4, 0.1) with p 0.8, grayscale p 0.2, Gaussian blur sigma 0.1-2 with p 0.5. The student
+# branch of the data pipeline is geometry-only in the S4M configs.
+s4m_student_augment = dict(
+    type='mmssis.StudentPhotometricAugment',
+    brightness=0.4,
+    contrast=0.4,
+    saturation=0.4,
+    hue=0.1,
+    jitter_prob=0.8,
+    grayscale_prob=0.2,
+    blur_prob=0.5,
+    blur_sigma=(0.1, 2.0),
+    seed=0)

@@ -1,0 +1,7 @@
+# segment-anything ViT-L (the original SAM):
+#   https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth
+# A replacement for the paper's SAM 2 Hiera-L (`sam2_hiera_l.py`), e.g. to compare SAMs.
+sam_backend = dict(
+    type='mmssis.SegmentAnythingBackend',
+    model_type='vit_l',
+    checkpoint='checkpoints/sam_vit_l_0b3195.pth')
