@@ -25,6 +25,7 @@ and masks are compressed RLE with ``counts`` decoded to ``str``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import os.path as osp
@@ -52,6 +53,16 @@ PHOTO_NAMES: Tuple[str, ...] = (
     'moon', 'grass', 'gravel', 'brick', 'clock')
 
 _META_FILE = 'meta.json'
+
+#: SHA-256 of the demo files (:func:`data_checksum`) for the default arguments of
+#: :func:`generate_demo_dataset`, as generated with the pinned stack of
+#: ``scripts/setup_env.sh`` (numpy, scikit-image, opencv-python, Pillow, pycocotools).
+#: Another value means other pixels or masks: the demo's numbers would not compare.
+REFERENCE_SHA256 = '94153639b3d84ac67273c9a1162e73d58ae0f0d865dc29ae800a53c7394e5f8a'
+
+
+class DemoDataMismatchError(RuntimeError):
+    """The generated demo data differs from the reference files of the default arguments."""
 _REFERENCE_SIZE = 256  # object_size is expressed for a 256 px image
 _SPLIT_CODES = {'train': 0, 'val': 1}
 
@@ -461,6 +472,16 @@ def _params_dict(params: _Params) -> dict:
     return json.loads(json.dumps(asdict(params)))
 
 
+def data_checksum(out_dir: str, params: _Params) -> str:
+    """SHA-256 over the relative path and bytes of every image and annotation file."""
+    digest = hashlib.sha256()
+    for path in sorted(_expected_files(out_dir, params)):
+        digest.update(osp.relpath(path, out_dir).replace(os.sep, '/').encode() + b'\0')
+        with open(path, 'rb') as f:
+            digest.update(hashlib.sha256(f.read()).digest())
+    return digest.hexdigest()
+
+
 def _is_up_to_date(out_dir: str, params: _Params) -> bool:
     meta_path = osp.join(out_dir, _META_FILE)
     try:
@@ -470,7 +491,37 @@ def _is_up_to_date(out_dir: str, params: _Params) -> bool:
         return False
     if meta.get('params') != _params_dict(params):
         return False
-    return all(osp.isfile(p) for p in _expected_files(out_dir, params))
+    if not all(osp.isfile(p) for p in _expected_files(out_dir, params)):
+        return False
+    # Files edited or replaced since generation are regenerated.
+    return meta.get('sha256') == data_checksum(out_dir, params)
+
+
+_DEFAULT_ARGS = dict(generator_version=GENERATOR_VERSION, seed=0, num_train=300, num_val=60,
+                     image_size=256, min_objects=2, max_objects=6, object_size=[16.0, 120.0],
+                     min_visible_area=40, labeled_percent=8.0, split_seed=1)
+
+
+def _is_default(params: _Params) -> bool:
+    given = _params_dict(params)
+    return all(given[k] == v for k, v in _DEFAULT_ARGS.items())
+
+
+def _check_reference(checksum: str, params: _Params) -> None:
+    if REFERENCE_SHA256 is None or not _is_default(params) or checksum == REFERENCE_SHA256:
+        return
+    import cv2
+    import numpy
+    import PIL
+    import skimage
+    raise DemoDataMismatchError(
+        f'the generated demo data (sha256 {checksum}) differs from the reference data of '
+        f'these arguments (sha256 {REFERENCE_SHA256}), so the demo figures would not '
+        f'compare with the documented ones. Installed: numpy {numpy.__version__}, '
+        f'scikit-image {skimage.__version__}, opencv {cv2.__version__}, Pillow '
+        f'{PIL.__version__}; scripts/setup_env.sh pins the versions that give the reference '
+        f'files. Pass check_reference=False (generate_demo_data.py --no-reference-check) to '
+        f'use this data anyway.')
 
 
 def _class_counts(coco: dict) -> Dict[str, int]:
@@ -510,6 +561,7 @@ def generate_demo_dataset(
         split_seed: int = 1,
         force: bool = False,
         progress: bool = False,
+        check_reference: bool = True,
 ) -> DemoDatasetInfo:
     """Generate (or reuse) the demo data set under ``out_dir``.
 
@@ -532,6 +584,9 @@ def generate_demo_dataset(
             split file names, ``instances_train.{split_seed}@{percent}``).
         force: Regenerate even when up-to-date outputs exist.
         progress: Show a progress bar on stdout.
+        check_reference: With the default arguments, compare the files' checksum with
+            :data:`REFERENCE_SHA256` and raise :class:`DemoDataMismatchError` when they
+            differ (the checksum is recorded in ``meta.json`` either way).
 
     Returns:
         DemoDatasetInfo: Paths of the annotation files.
@@ -554,6 +609,9 @@ def generate_demo_dataset(
         unlabeled_ann=osp.join(ann_dir, _split_name(params, '-unlabeled')),
         regenerated=True)
     if not force and _is_up_to_date(out_dir, params):
+        if check_reference:
+            with open(osp.join(out_dir, _META_FILE), encoding='utf-8') as f:
+                _check_reference(json.load(f)['sha256'], params)
         return DemoDatasetInfo(**{**asdict(info), 'regenerated': False})
 
     os.makedirs(ann_dir, exist_ok=True)
@@ -580,7 +638,10 @@ def generate_demo_dataset(
         f.write(_README.format(classes=', '.join(DEMO_CLASSES),
                                labeled=osp.basename(labeled),
                                unlabeled=osp.basename(unlabeled)))
-    _write_json(meta_path, dict(params=_params_dict(params), stats=stats))
+    checksum = data_checksum(out_dir, params)
+    _write_json(meta_path, dict(params=_params_dict(params), stats=stats, sha256=checksum))
+    if check_reference:
+        _check_reference(checksum, params)
     return info
 
 

@@ -186,3 +186,29 @@ def test_demo_metainfo():
     meta = demo_metainfo()
     assert meta['classes'] == DEMO_CLASSES and len(DEMO_CLASSES) >= 3
     assert len(meta['palette']) == len(DEMO_CLASSES)
+
+
+def test_checksum_recorded_checked_and_tampering_regenerates(tmp_path, monkeypatch):
+    import json
+
+    from mmssis.datasets import demo_data
+    params = dict(seed=0, num_train=6, num_val=2, image_size=64)
+    root = str(tmp_path / 'd')
+    demo_data.generate_demo_dataset(root, **params)
+    with open(f'{root}/meta.json') as f:
+        first = json.load(f)['sha256']
+    assert len(first) == 64
+    # Same arguments in another directory: the same bytes.
+    demo_data.generate_demo_dataset(str(tmp_path / 'e'), **params)
+    with open(f'{tmp_path}/e/meta.json') as f:
+        assert json.load(f)['sha256'] == first
+    # A file changed after generation is detected and the data regenerated.
+    with open(f'{root}/images/train/000000.png', 'ab') as f:
+        f.write(b'x')
+    assert demo_data.generate_demo_dataset(root, **params).regenerated
+    # Data that differs from the reference of its arguments is an error naming both sums.
+    monkeypatch.setattr(demo_data, 'REFERENCE_SHA256', '0' * 64)
+    monkeypatch.setattr(demo_data, '_is_default', lambda p: True)
+    with pytest.raises(demo_data.DemoDataMismatchError, match=first):
+        demo_data.generate_demo_dataset(root, **params)
+    demo_data.generate_demo_dataset(root, check_reference=False, **params)

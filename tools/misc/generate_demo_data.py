@@ -8,6 +8,8 @@ Re-running with the same arguments is a no-op (``meta.json`` is the cache
 key); ``--force`` regenerates.
 """
 import argparse
+import json
+import os
 import time
 
 from mmssis.datasets.demo_data import (DEMO_CLASSES, generate_demo_dataset,
@@ -30,6 +32,9 @@ def parse_args() -> argparse.Namespace:
                         help='regenerate even if up-to-date outputs exist')
     parser.add_argument('--quiet', action='store_true',
                         help='no progress bar')
+    parser.add_argument('--no-reference-check', action='store_true',
+                        help='use the data even if its checksum differs from the reference '
+                        'data of the default arguments')
     return parser.parse_args()
 
 
@@ -40,13 +45,16 @@ def main() -> None:
         args.out, seed=args.seed, num_train=args.num_train,
         num_val=args.num_val, image_size=args.image_size,
         labeled_percent=args.labeled_percent, split_seed=args.split_seed,
-        force=args.force, progress=not args.quiet)
+        force=args.force, progress=not args.quiet,
+        check_reference=not args.no_reference_check)
     elapsed = time.perf_counter() - start
     if not info.regenerated:
         print(f'{args.out} is up to date (use --force to regenerate)')
     else:
         print(f'generated {args.out} in {elapsed:.1f}s')
     print(f'classes: {", ".join(DEMO_CLASSES)}')
+    with open(os.path.join(args.out, 'meta.json')) as f:
+        print(f'sha256: {json.load(f)["sha256"]}')
     for split, stats in (load_demo_stats(args.out) or {}).items():
         print(f'{split}: {stats["images"]} images, {stats["instances"]} '
               f'instances {stats["per_class"]}')
