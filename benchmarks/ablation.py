@@ -46,11 +46,13 @@ ROWS = [
 ]
 
 
-def seed_stages(seed: int, root: str) -> List[Dict]:
+def seed_stages(seed: int, root: str, rows: List[str] = None) -> List[Dict]:
     """The stage graph of one seed, in ``root`` (seed 0: the configs as they are).
 
-    Stage names carry the seed (``sup@seed1``) so that all seeds form one graph.
+    Stage names carry the seed (``sup@seed1``) so that all seeds form one graph. ``rows``
+    (table row names, default all) limits the graph to those rows and their teachers.
     """
+    wanted = [r for r in ROWS if rows is None or r[0] in rows]
     # no end-of-training validation: StageRunner evaluates each row once afterwards
     options = ['train_cfg.val_interval=1000000'] + (
         [] if seed == 0 else [f'randomness.seed={seed}'])
@@ -62,15 +64,22 @@ def seed_stages(seed: int, root: str) -> List[Dict]:
         return dict(name=f'{name}@seed{seed}', dir=osp.join(root, name), after=after,
                     options=options, **kw)
 
-    stages = [stage('s4m_stage1', config=DISTILL, row=None),
-              stage('sup', config=SUP, row='supervised'),
-              # SAM embeddings of the unlabelled images, once for all SAM rows (shared
-              # on-disk cache, MMSSIS_SAM_CACHE)
-              dict(name=f'sam_cache@seed{seed}', dir=osp.join(root, 'sam_cache'), row=None,
-                   command=[sys.executable, 'tools/misc/cache_sam_embeddings.py', REFINE])]
+    teachers = {t for *_, t in wanted if t}
+    stages = []
+    if 's4m_stage1' in teachers:
+        stages.append(stage('s4m_stage1', config=DISTILL, row=None))
+    if 'sup' in teachers or any(name == 'sup' for _, name, *_ in wanted):
+        stages.append(stage('sup', config=SUP, row='supervised'))
+    sam_rows = [name for _, name, cfg, _ in wanted if cfg not in (SUP, SEMI)]
+    if sam_rows:
+        # SAM embeddings of the unlabelled images, once for all SAM rows (shared on-disk
+        # cache, MMSSIS_SAM_CACHE)
+        stages.append(dict(name=f'sam_cache@seed{seed}', dir=osp.join(root, 'sam_cache'),
+                           row=None, command=[sys.executable,
+                                              'tools/misc/cache_sam_embeddings.py', REFINE]))
     stages += [stage(name, config=cfg, row=row, load_from=teacher,
-                     after=['sam_cache'] if cfg != SEMI else [])
-               for row, name, cfg, teacher in ROWS[1:]]
+                     after=['sam_cache'] if name in sam_rows else [])
+               for row, name, cfg, teacher in wanted if name != 'sup']
     return stages
 
 
@@ -78,6 +87,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
     parser.add_argument('--jobs', type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument('--rows', nargs='+', default=None,
+                        help='only these table rows (default: all), e.g. supervised semi '
+                        '"+ calibration"')
     parser.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs', 'ablation'))
     parser.add_argument('--seed0-dir', default=None,
                         help='work dir of seed 0 (e.g. work_dirs/demo to reuse make demo)')
@@ -88,19 +100,25 @@ def main() -> None:
     os.environ.setdefault('MMSSIS_SAM_CACHE',
                           osp.join(args.seed0_dir or args.work_dir, 'sam_embeddings'))
     t0 = time.time()
-    aps: Dict[str, List[float]] = {row: [] for row, *_ in ROWS}
+    rows = [r for r in ROWS if args.rows is None or r[0] in args.rows]
+    if args.rows is not None and len(rows) != len(args.rows):
+        raise SystemExit(f'unknown row(s) in {args.rows}; rows: {[r[0] for r in ROWS]}')
+    if not any(r[0] == 'supervised' for r in rows):
+        rows.insert(0, ROWS[0])  # the ratio column needs it
+    names = [r[0] for r in rows]
+    aps: Dict[str, List[float]] = {row: [] for row in names}
     stages = []
     for seed in args.seeds:
         root = args.seed0_dir if seed == 0 and args.seed0_dir else \
             osp.join(args.work_dir, f'seed{seed}')
-        stages += seed_stages(seed, root)
+        stages += seed_stages(seed, root, names)
     # All seeds in one graph, teachers (and the SAM cache) first: a slot never waits for
     # another seed's last stage.
     stages.sort(key=lambda s: 'load_from' in s)
     runner = StageRunner(stages, args.work_dir, jobs=args.jobs)
     runner.run()
     for seed in args.seeds:
-        for row, name, *_ in ROWS:
+        for row, name, *_ in rows:
             aps[row].append(float(runner.metrics[f'{name}@seed{seed}']['coco/segm_mAP']))
             print(f'seed {seed} {row:<16} segm AP {aps[row][-1]:.3f}', flush=True)
     sup = statistics.mean(aps['supervised'])
@@ -108,7 +126,7 @@ def main() -> None:
              f'stage, seeds {args.seeds})', '',
              '| row | segm AP (mean ± spread) | / supervised | per seed |',
              '| --- | --- | --- | --- |']
-    for row, *_ in ROWS:
+    for row, *_ in rows:
         v = aps[row]
         spread = (max(v) - min(v)) / 2 if len(v) > 1 else 0.0
         lines.append(f'| {row} | {statistics.mean(v):.3f} ± {spread:.3f} | '

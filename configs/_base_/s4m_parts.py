@@ -1,9 +1,12 @@
 # The S4M parts, as the official code (cvlab-kaist/S4M) runs them, for the paper configs.
-# `sam_backend` comes from the SAM base listed beside this file (`_base_/sam/*.py`).
+# The SAM of every paper config is the one base below: SAM 2 Hiera-L, as the official code.
+# One line switches all of them: e.g. './sam/sam2.1_hiera_l.py' or './sam/sam_vit_h.py'.
 # Sources: `modules/train_loop.py` (stage-1 distillation targets, stage-2 refinement, the
 # order teacher -> SAM -> ARP -> student), `modules/augmentation.py` (ARP, strong
 # augmentation), `mask2former/modeling/criterion.py` (`loss_dec_cossim_v1`: smooth-L1,
 # beta 1), `config/add_cfg.py` (`NUM_POINTS 3`, `AUG_STATIC`).
+
+_base_ = './sam/sam2_hiera_l.py'
 
 # Stage 1: structural distillation. 128 query points per labelled image (64 on the union of
 # the GT masks, the rest uniform: `extract_point_gt_rand(num_samples=128)`), drawn anew every
@@ -19,7 +22,8 @@ s4m_distill = dict(
     beta=1.0,
     sam_input='view',
     cache_targets=False,
-    prompts_per_call=128)
+    prompts_per_call=128,
+    sam=_base_.sam_backend)
 
 # Stage 2: SAM refinement of every kept teacher pseudo-mask. 3 positive points drawn
 # without replacement from the softmax over *all* pixels of the query's mask-logit map,
@@ -37,7 +41,8 @@ s4m_refiner = dict(
         iou_thr=None,
         min_teacher_iou=None,
         fusion='replace',
-        seed=0))
+        seed=0,
+        backend=_base_.sam_backend))
 
 # ARP: max(1, B // 4) image pairs of the unlabelled student batch per GPU swap every
 # pseudo-instance of area >= 3000 px, both ways. COCO (`AUG_STATIC False`): random scale
@@ -67,3 +72,22 @@ s4m_student_augment = dict(
     blur_prob=0.5,
     blur_sigma=(0.1, 2.0),
     seed=0)
+
+# The stage-2 S4M switches, as `model.semi_train_cfg` of an `s4m_*` config (the `semi_*`
+# base has them off).
+s4m_semi_train_cfg_dynamic = dict(
+    sam_refiner=dict(s4m_refiner, _delete_=True),
+    instance_mixer=dict(s4m_arp_dynamic, _delete_=True),
+    student_augment=s4m_student_augment)
+s4m_semi_train_cfg_static = dict(s4m_semi_train_cfg_dynamic,
+                                 instance_mixer=dict(s4m_arp_static, _delete_=True))
+
+# The unlabelled pipeline's last step in the S4M configs: the student branch is
+# geometry-only (the same view as the teacher's); its strong augmentation follows ARP.
+s4m_pack_keys = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip',
+                 'flip_direction', 'homography_matrix')
+s4m_unsup_branches = dict(
+    type='MultiBranch',
+    branch_field=['sup', 'unsup_teacher', 'unsup_student'],
+    unsup_teacher=[dict(type='PackDetInputs', meta_keys=s4m_pack_keys)],
+    unsup_student=[dict(type='PackDetInputs', meta_keys=s4m_pack_keys)])

@@ -147,6 +147,10 @@ def main() -> None:
     for row, r in results.items():
         ratio = f'{r["segm_mAP"] / sup:>10.2f}' if sup else f'{"-":>10}'
         print(f'{row:<14}{r["segm_mAP"]:>10.3f}{r["bbox_mAP"]:>10.3f}{ratio}')
+    ablation = osp.join(REPO, 'benchmarks', 'results', 'ablation.md')
+    print('\nOne seed (the configs as they are). Rows differ by a few points from seed to seed: '
+          f'{osp.relpath(ablation, REPO)} gives every row as mean ± spread over seeds '
+          '(python benchmarks/ablation.py --seeds 0 1 2 --seed0-dir ' + args.work_dir + ').')
     print(f'\nwritten {results_file}; timings (s): ' +
           ', '.join(f'{k}={v:.0f}' for k, v in timings.items()) +
           f'; total {time.time() - t0:.0f}s')

@@ -4,9 +4,9 @@
 #   https://dl.fbaipublicfiles.com/segment_anything_2/072824/sam2_hiera_large.pt
 # into `checkpoints/` (or set `checkpoint=` to where they are). Needs `pip install 'mmssis[sam2]'`.
 #
-# One line away:
-# * SAM 2.1 Hiera-L: `_base_ = [..., '../../_base_/sam/sam2.1_hiera_l.py']` instead of this file;
-# * segment-anything ViT-H / L / B: `'../../_base_/sam/sam_vit_h.py'` (`sam_vit_l.py`, `sam_vit_b.py`).
+# One line away (the `_base_` line of `configs/_base_/s4m_parts.py`):
+# * SAM 2.1 Hiera-L: './sam/sam2.1_hiera_l.py';
+# * segment-anything ViT-H / L / B: './sam/sam_vit_h.py' (`sam_vit_l.py`, `sam_vit_b.py`).
 sam_backend = dict(
     type='mmssis.Sam2Backend',
     config='configs/sam2/sam2_hiera_l.yaml',

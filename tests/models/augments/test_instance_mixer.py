@@ -283,3 +283,35 @@ def test_semi_mask_detector_loss_with_arp():
     assert torch.isfinite(total)
     total.backward()
     assert any(p.grad is not None for p in model.student.parameters())
+
+
+def test_static_placement_keeps_position_and_scale():
+    """`placement='static'` (official Cityscapes): a pasted instance lands where it was."""
+    inputs = torch.stack([torch.full((3, 64, 64), 1.0), torch.full((3, 64, 64), 2.0)])
+    samples = [sample_with([(10, 12, 40, 44)]), sample_with([])]
+    mixer = ARPInstanceMixer(num_pairs=1, min_area=10, placement='static', seed=0)
+    for seed in range(3):
+        mixer._rng = np.random.default_rng(seed)
+        out, out_samples = mixer(inputs, samples)
+        m = masks_of(out_samples[1])
+        assert m.shape[0] == 1 and torch.equal(m[0], box_mask((64, 64), (10, 12, 40, 44)))
+        assert torch.equal(out[1][:, m[0]], torch.ones(3, int(m[0].sum())))
+
+
+def test_uniform_placement_covers_the_image_and_stays_inside():
+    """`placement='uniform'` (official COCO): any position that keeps the box inside."""
+    inputs = torch.stack([torch.full((3, 64, 64), 1.0), torch.full((3, 64, 64), 2.0)])
+    samples = [sample_with([(2, 2, 22, 22)]), sample_with([])]
+    mixer = ARPInstanceMixer(num_pairs=1, min_area=10, placement='uniform',
+                             scale_range=(1.0, 1.0), seed=0)
+    corners = set()
+    for _ in range(40):
+        _, out_samples = mixer(inputs, samples)
+        box = out_samples[1].gt_instances.bboxes[0].tolist()
+        assert box[2] - box[0] == 20 and box[3] - box[1] == 20
+        assert 0 <= box[0] and box[2] <= 64 and 0 <= box[1] and box[3] <= 64
+        corners.add((int(box[0]) // 15, int(box[1]) // 15))  # 3 x 3 bins over [0, 44]
+    # Relative placement keeps the source corner; uniform reaches every part of the image.
+    assert len(corners) >= 7
+    with pytest.raises(ValueError, match='placement'):
+        ARPInstanceMixer(placement='random')
