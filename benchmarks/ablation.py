@@ -132,8 +132,10 @@ def main() -> None:
         lines.append(f'| {row} | {statistics.mean(v):.3f} ± {spread:.3f} | '
                      f'{statistics.mean(v) / sup:.2f} | ' + ', '.join(f'{x:.3f}' for x in v)
                      + ' |')
-    lines += ['', 'Rows are cumulative (each adds one part to the row above). Spread = half '
-              'the max-min range over seeds.',
+    lines += ['', 'Rows are cumulative (each adds one part to the row above'
+              + ('' if len(rows) == len(ROWS) else '; a subset of the rows ran, so "+ '
+                 'calibration" is the full S4M demo config: refinement, ARP, distilled teacher, '
+                 'calibration') + '). Spread = half the max-min range over seeds.',
               f'Machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU; '
               f'{args.jobs} stage(s) at a time; wall time {time.time() - t0:.0f} s '
               '(runs found finished were not re-run).']
