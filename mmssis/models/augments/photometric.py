@@ -11,9 +11,8 @@ The draw follows torchvision's ``RandomApply([ColorJitter(0.4, 0.4, 0.4, 0.1)], 
 ``p=0.5`` (the official ``StrongAugmentation``), per image and inside its ``img_shape``
 (padding stays untouched), from the module's own seeded generator.
 """
-from typing import Optional, Sequence, Tuple
-
 import math
+from typing import Tuple
 
 import torch
 import torchvision.transforms.v2.functional as TF

@@ -1,5 +1,4 @@
 """StudentPhotometricAugment: the official strong augmentation on the mixed student batch."""
-import numpy as np
 import pytest
 import torch
 from mmdet.models.data_preprocessors import DetDataPreprocessor
