@@ -376,6 +376,51 @@ class SamBackend(abc.ABC):
         """
 
     # ---------------------------------------------------------------- helpers
+    #: ``None``: all prompts of an image go through one mask-decoder call; an int bounds
+    #: the prompts per call (see :meth:`_set_max_prompts_per_call`).
+    max_prompts_per_call: Optional[int] = None
+
+    def _set_max_prompts_per_call(self, value: Optional[int]) -> None:
+        if value is not None and value < 1:
+            raise ValueError('max_prompts_per_call must be >= 1 or None')
+        self.max_prompts_per_call = value
+
+    def _chunks(self, n: int):
+        step = self.max_prompts_per_call or max(n, 1)
+        return [slice(i, i + step) for i in range(0, n, step)]
+
+    def _run_decoder(self, emb: ImageEmbedding, sparse: Tensor, dense: Tensor,
+                     multimask: bool) -> Tuple[Tensor, Tensor]:
+        """One mask-decoder call: ``(low_res_logits (n, M, h', w'), iou (n, M))``.
+
+        Backends that use :meth:`_decode_chunks` / :meth:`_decoder_tokens` implement it.
+        """
+        raise NotImplementedError
+
+    def _decode_chunks(self, emb: ImageEmbedding, sparse: Tensor, dense: Tensor,
+                       multimask: bool) -> Tuple[Tensor, Tensor]:
+        """:meth:`_run_decoder` over the prompt chunks, outputs concatenated (float32)."""
+        outs = [self._run_decoder(emb, sparse[c], dense[c], multimask)
+                for c in self._chunks(sparse.shape[0])]
+        low_res, iou = map(torch.cat, zip(*outs)) if len(outs) > 1 else outs[0]
+        return low_res.float(), iou.float()
+
+    def _decoder_tokens(self, emb: ImageEmbedding, sparse: Tensor, dense: Tensor,
+                        transformer: nn.Module) -> Tensor:
+        """Image tokens after ``transformer`` (the decoder's two-way transformer) per prompt.
+
+        Returns:
+            ``(n, C, h, w)``: the transformer's ``keys`` output reshaped to the embedding grid.
+        """
+        h, w = emb.embedding.shape[-2:]
+        tokens = []
+        for chunk in self._chunks(sparse.shape[0]):
+            with capture_output(transformer) as store:
+                self._run_decoder(emb, sparse[chunk], dense[chunk], multimask=True)
+            keys = store['output'][1]  # (n_chunk, h*w, C): image tokens after the last block
+            tokens.append(keys.transpose(1, 2).reshape(keys.shape[0], -1, h, w))
+        return torch.cat(tokens) if len(tokens) > 1 else tokens[0]
+
     def _check_prompts(self, boxes: Optional[Tensor], points: Optional[Tensor],
                        point_labels: Optional[Tensor]
                        ) -> Tuple[int, Optional[Tensor], Optional[Tensor], Optional[Tensor]]:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from mmssis.registry import MODELS
-from .base import ImageEmbedding, SamBackend, capture_output
+from .base import ImageEmbedding, SamBackend
 from .checkpoint import load_sam_weights
 
 __all__ = ['Sam2Backend', 'sam2_available', 'build_sam2_network']
@@ -105,15 +105,13 @@ class Sam2Backend(SamBackend):
             raise ImportError("Sam2Backend needs the `sam2` package: pip install 'mmssis[sam2]'")
         if not checkpoint or not os.path.isfile(checkpoint):
             raise FileNotFoundError(f'checkpoint for {expected} not found: {checkpoint!r}')
-        if max_prompts_per_call is not None and max_prompts_per_call < 1:
-            raise ValueError('max_prompts_per_call must be >= 1 or None')
         super().__init__(cache=cache)
+        self._set_max_prompts_per_call(max_prompts_per_call)
         from sam2.sam2_image_predictor import SAM2ImagePredictor
         net = build_sam2_network(config, image_size)
         load_sam_weights(net, checkpoint, expected)
         self._net = self.freeze(net)
         self.image_size = int(self._net.image_size)
-        self.max_prompts_per_call = max_prompts_per_call
         self._predictor = SAM2ImagePredictor(self._net)
         # The predictor hard-codes the feature sizes of a 1024 input (strides 4, 8, 16).
         s = self.image_size
@@ -177,9 +175,11 @@ class Sam2Backend(SamBackend):
             coords.append(tf.transform_coords(points, normalize=True,
                                               orig_hw=emb.original_size))
             labels.append(point_labels.to(torch.int))
-        return self._net.sam_prompt_encoder(
+        sparse, dense = self._net.sam_prompt_encoder(
             points=(torch.cat(coords, dim=1), torch.cat(labels, dim=1)), boxes=None,
             masks=None)
+        # Without a mask prompt the encoder may return one dense embedding for all prompts.
+        return sparse, dense.expand(sparse.shape[0], -1, -1, -1)
 
     def _run_decoder(self, emb: ImageEmbedding, sparse: Tensor, dense: Tensor,
                      multimask: bool) -> Tuple[Tensor, Tensor]:
@@ -194,10 +194,6 @@ class Sam2Backend(SamBackend):
             high_res_features=list(emb.extras.get('high_res_feats', [])))
         return torch.clamp(low_res, -32.0, 32.0), iou
 
-    def _chunks(self, n: int) -> Sequence[slice]:
-        step = self.max_prompts_per_call or max(n, 1)
-        return [slice(i, i + step) for i in range(0, n, step)]
-
     @torch.no_grad()
     def predict_low_res(self, emb: ImageEmbedding, boxes: Optional[Tensor] = None,
                         points: Optional[Tensor] = None,
@@ -209,11 +205,7 @@ class Sam2Backend(SamBackend):
             return (torch.zeros((0, m, s, s), device=self.device),
                     torch.zeros((0, m), device=self.device))
         sparse, dense = self._prompt_embeddings(emb, boxes, points, point_labels)
-        if dense.shape[0] != n:  # no mask prompt: one dense embedding for all prompts
-            dense = dense.expand(n, -1, -1, -1)
-        outs = [self._run_decoder(emb, sparse[c], dense[c], multimask) for c in self._chunks(n)]
-        low_res, iou = map(torch.cat, zip(*outs)) if len(outs) > 1 else outs[0]
-        return low_res.float(), iou.float()
+        return self._decode_chunks(emb, sparse, dense, multimask)
 
     @torch.no_grad()
     def postprocess_masks(self, emb: ImageEmbedding, low_res_logits: Tensor) -> Tensor:
@@ -231,12 +223,4 @@ class Sam2Backend(SamBackend):
         if n == 0:
             return torch.zeros((0, c, h, w), device=self.device)
         sparse, dense = self._prompt_embeddings(emb, boxes, points, point_labels)
-        if dense.shape[0] != n:
-            dense = dense.expand(n, -1, -1, -1)
-        tokens = []
-        for chunk in self._chunks(n):
-            with capture_output(self._net.sam_mask_decoder.transformer) as store:
-                self._run_decoder(emb, sparse[chunk], dense[chunk], multimask=True)
-            keys = store['output'][1]  # (n_chunk, h*w, C): image tokens after the last block
-            tokens.append(keys.transpose(1, 2).reshape(-1, c, h, w))
-        return torch.cat(tokens) if len(tokens) > 1 else tokens[0]
+        return self._decoder_tokens(emb, sparse, dense, self._net.sam_mask_decoder.transformer)

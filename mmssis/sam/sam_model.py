@@ -11,7 +11,7 @@ from segment_anything.utils.transforms import ResizeLongestSide
 from torch import Tensor
 
 from mmssis.registry import MODELS
-from .base import ImageEmbedding, SamBackend, capture_output
+from .base import ImageEmbedding, SamBackend
 
 __all__ = ['SamModelBackend']
 
@@ -56,13 +56,11 @@ class SamModelBackend(SamBackend):
                  max_prompts_per_call: Optional[int] = None,
                  decoder_dtype: Optional[str] = None) -> None:
         super().__init__(cache=cache)
-        if max_prompts_per_call is not None and max_prompts_per_call < 1:
-            raise ValueError('max_prompts_per_call must be >= 1 or None')
+        self._set_max_prompts_per_call(max_prompts_per_call)
         if decoder_dtype not in self.DECODER_DTYPES:
             raise ValueError(f'decoder_dtype must be one of {self.DECODER_DTYPES}, '
                              f'got {decoder_dtype!r}')
         self.decoder_dtype = decoder_dtype
-        self.max_prompts_per_call = max_prompts_per_call
         self._sam = self.freeze(sam)
         self.pin_device(device)
         self.requires_box = requires_box
@@ -136,10 +134,6 @@ class SamModelBackend(SamBackend):
             dense_prompt_embeddings=dense,
             multimask_output=multimask)
 
-    def _chunks(self, n: int):
-        step = self.max_prompts_per_call or max(n, 1)
-        return [slice(i, i + step) for i in range(0, n, step)]
-
     @torch.no_grad()
     def predict_low_res(self, emb: ImageEmbedding, boxes: Optional[Tensor] = None,
                         points: Optional[Tensor] = None,
@@ -153,10 +147,7 @@ class SamModelBackend(SamBackend):
                     torch.zeros((0, m), device=self.device))
         with self._decoder_autocast():
             sparse, dense = self._embed_prompts(emb, boxes, points, point_labels)
-            outs = [self._run_decoder(emb, sparse[c], dense[c], multimask)
-                    for c in self._chunks(n)]
-        low_res, iou = map(torch.cat, zip(*outs)) if len(outs) > 1 else outs[0]
-        return low_res.float(), iou.float()
+            return self._decode_chunks(emb, sparse, dense, multimask)
 
     def _low_res_size(self, emb: ImageEmbedding) -> Tuple[int, int]:
         h, w = emb.embedding.shape[-2:]
@@ -178,10 +169,4 @@ class SamModelBackend(SamBackend):
         if n == 0:
             return torch.zeros((0, c, h, w), device=self.device)
         sparse, dense = self._embed_prompts(emb, boxes, points, point_labels)
-        tokens = []
-        for chunk in self._chunks(n):
-            with capture_output(self._sam.mask_decoder.transformer) as store:
-                self._run_decoder(emb, sparse[chunk], dense[chunk], multimask=True)
-            keys = store['output'][1]  # (n_chunk, h*w, C): image tokens after the last block
-            tokens.append(keys.transpose(1, 2).reshape(-1, c, h, w))
-        return torch.cat(tokens) if len(tokens) > 1 else tokens[0]
+        return self._decoder_tokens(emb, sparse, dense, self._sam.mask_decoder.transformer)

@@ -128,9 +128,9 @@ def shrink_paper_config(cfg: Config, data_root: str, work_dir: str, sam_backend:
     cfg.log_processor = dict(by_epoch=False, window_size=1)
     cfg.visualizer.vis_backends = [dict(type='LocalVisBackend')]
     cfg.visualizer.name = f'visualizer_{uuid.uuid4().hex[:8]}'
-    cfg.pop('val_dataloader', None), cfg.pop('val_cfg', None), cfg.pop('val_evaluator', None)
-    cfg.pop('test_dataloader', None), cfg.pop('test_cfg', None)
-    cfg.pop('test_evaluator', None)
+    for key in ('val_dataloader', 'val_cfg', 'val_evaluator', 'test_dataloader', 'test_cfg',
+                'test_evaluator'):
+        cfg.pop(key, None)
     loader = cfg.train_dataloader
     loader.num_workers = 0
     loader.persistent_workers = False

@@ -175,6 +175,7 @@ class SamStructuralDistiller:
             query = sample_query_cells(fg, valid, self.num_inside, self.num_uniform,
                                        self._generator(key))
             return self._sam_rows(emb, centres, valid, query).cpu(), query, centres, valid
+        hom = sample_homography(sample)  # original -> this view
         if self.cache_targets and key in self._cache:
             self.hits += 1
             self._cache.move_to_end(key)
@@ -184,8 +185,8 @@ class SamStructuralDistiller:
             image = mmcv.imread(meta['img_path'], channel_order='rgb')
             emb = self.sam.encode(image)
             centres, valid = self.sam.token_centres(emb)
-            to_original = torch.linalg.inv(sample_homography(sample))
-            fg = self._foreground_cells(sample, centres, (to_original, emb.original_size))
+            fg = self._foreground_cells(sample, centres,
+                                        (torch.linalg.inv(hom), emb.original_size))
             query = sample_query_cells(fg, valid, self.num_inside, self.num_uniform,
                                        self._generator(key))
             rows = self._sam_rows(emb, centres, valid, query).cpu()
@@ -194,8 +195,7 @@ class SamStructuralDistiller:
                 if len(self._cache) > self.max_cache_items:
                     self._cache.popitem(last=False)
         # Original-frame centres -> this sample's view (cached rows serve every view).
-        hom = sample_homography(sample).to(torch.float32)
-        pts = torch.cat([centres, torch.ones(centres.shape[0], 1)], dim=1) @ hom.t()
+        pts = torch.cat([centres, torch.ones(centres.shape[0], 1)], dim=1) @ hom.float().t()
         return rows, query, pts[:, :2] / pts[:, 2:3], valid
 
     def _foreground_cells(self, sample: DetDataSample, centres: Tensor,
