@@ -53,8 +53,9 @@ def seed_stages(seed: int, root: str, rows: List[str] = None) -> List[Dict]:
     (table row names, default all) limits the graph to those rows and their teachers.
     """
     wanted = [r for r in ROWS if rows is None or r[0] in rows]
-    # no end-of-training validation: StageRunner evaluates each row once afterwards
-    options = ['train_cfg.val_interval=1000000'] + (
+    # no validation in training (the last iteration's included): StageRunner evaluates
+    # each row once afterwards
+    options = ['train_cfg.val_begin=1000000'] + (
         [] if seed == 0 else [f'randomness.seed={seed}'])
 
     def stage(name, **kw):

@@ -19,6 +19,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--show-dir', help='draw predictions into this dir under work_dir')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
+    parser.add_argument('--no-format-config', action='store_true',
+                        help='log and save the config without yapf formatting (mmengine '
+                        'formats it at every dump, checkpoint and log; slow on large '
+                        'configs)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -33,7 +37,7 @@ def main() -> None:
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist')
 
-    cfg = Config.fromfile(args.config)
+    cfg = Config.fromfile(args.config, format_python_code=not args.no_format_config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)

@@ -30,6 +30,10 @@ def parse_args() -> argparse.Namespace:
         'work dir')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
+    parser.add_argument('--no-format-config', action='store_true',
+                        help='log and save the config without yapf formatting (mmengine '
+                        'formats it at every dump, checkpoint and log; slow on large '
+                        'configs)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -42,7 +46,7 @@ def main() -> None:
     args = parse_args()
     register_all_modules(init_default_scope=False)
 
-    cfg = Config.fromfile(args.config)
+    cfg = Config.fromfile(args.config, format_python_code=not args.no_format_config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)

@@ -75,7 +75,9 @@ def train_stage(config: str, work_dir: str, load_from: Optional[str] = None,
     final = osp.join(work_dir, 'final.pth')
     if osp.isfile(final) and not force:
         return final
-    cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config, '--work-dir', work_dir]
+    # Unformatted config dumps: yapf formatting of a semi config costs seconds per dump.
+    cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config, '--work-dir', work_dir,
+           '--no-format-config']
     opts = list(options)
     if osp.isfile(osp.join(work_dir, 'last_checkpoint')) and not force:
         cmd.append('--resume')
@@ -103,7 +105,8 @@ def evaluate_checkpoint(config: str, checkpoint: str, work_dir: str,
 
     from mmssis.utils import adapt_cfg_to_machine, register_all_modules
     register_all_modules(init_default_scope=False)
-    cfg = Config.fromfile(config if osp.isabs(config) else osp.join(REPO, config))
+    cfg = Config.fromfile(config if osp.isabs(config) else osp.join(REPO, config),
+                          format_python_code=False)
     if options:
         cfg.merge_from_dict(options)
     cfg.work_dir = work_dir

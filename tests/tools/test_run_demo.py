@@ -16,7 +16,7 @@ def run_demo():
 
 def test_stages_pull_in_what_they_need(run_demo):
     names = [s['name'] for s in run_demo.wanted_stages(['s4m'])]
-    assert names == ['s4m_stage1', 'sam_cache', 's4m']
+    assert names == ['sam_cache', 's4m_stage1', 's4m']
     assert [s['name'] for s in run_demo.wanted_stages(['semi'])] == ['sup', 'semi']
     with pytest.raises(SystemExit, match='unknown stage'):
         run_demo.wanted_stages(['nope'])
@@ -31,3 +31,25 @@ def test_every_dependency_is_listed_before_its_dependants(run_demo):
             stage['command']
     rows = [s['row'] for s in run_demo.STAGES if s.get('row')]
     assert {'sup', 'semi', 's4m_refine', 's4m'} <= set(rows)
+
+
+def test_default_stages_leave_out_the_ablation_row(run_demo):
+    default = [s['name'] for s in run_demo.wanted_stages(None)]
+    assert 's4m_refine' not in default
+    assert {'sup', 's4m_stage1', 'sam_cache', 'semi', 's4m'} == set(default)
+    assert [s['name'] for s in run_demo.wanted_stages(None, everything=True)] == \
+        [s['name'] for s in run_demo.STAGES]
+    assert [s['name'] for s in run_demo.wanted_stages(['s4m_refine'])] == \
+        ['sam_cache', 's4m_stage1', 's4m_refine']
+
+
+def test_stage_options_skip_validation_inside_training(run_demo):
+    """The stages are evaluated once afterwards; mmengine's IterBasedTrainLoop also
+    validates at the last iteration unless ``val_begin`` is past it."""
+    from mmengine.config import Config
+    for stage in run_demo.STAGES:
+        if 'config' not in stage:
+            continue
+        cfg = Config.fromfile(osp.join(REPO, stage['config']))
+        cfg.merge_from_dict(dict(o.split('=') for o in stage['options']))
+        assert int(cfg.train_cfg.val_begin) > cfg.train_cfg.max_iters, stage['name']

@@ -28,28 +28,31 @@ DEMO = 'configs/demo/'
 REFINE = DEMO + 's4m-refine_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'
 # Each stage: a name (its work dir), its config, the stage whose final checkpoint it loads
 # (stage 2 teachers come from stage 1), other stages it waits for, and the results row it
-# produces (None: no row). Listed in start order: with 2 jobs, `sup` and `s4m_stage1`
-# start together; the SAM embedding cache is filled once (in `sup`'s slot) before the two
-# SAM stage-2 runs, which then never run SAM's image encoder.
+# produces (None: no row). Listed in start order, chosen for the critical path (SAM cache,
+# then full S4M): with 2 jobs the SAM embedding cache and stage 1 start together, S4M starts
+# as soon as both are done, and `sup` then `semi` fill the other slot. The cache is filled
+# once, so the SAM stage-2 runs never run SAM's image encoder.
 STAGES: List[Dict] = [
+    dict(name='sam_cache', row=None,
+         command=[sys.executable, 'tools/misc/cache_sam_embeddings.py', REFINE]),
     dict(name='s4m_stage1', row='s4m_stage1',
          config=DEMO + 's4m-distill_mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py'),
     dict(name='sup', row='sup',
          config=DEMO + 'mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py'),
-    dict(name='sam_cache', row=None,
-         command=[sys.executable, 'tools/misc/cache_sam_embeddings.py', REFINE]),
-    dict(name='semi', row='semi', load_from='sup',
-         config=DEMO + 'semi_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'),
-    dict(name='s4m_refine', row='s4m_refine', load_from='s4m_stage1', after=['sam_cache'],
-         config=REFINE),
     dict(name='s4m', row='s4m', load_from='s4m_stage1', after=['sam_cache'],
          config=DEMO + 's4m_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'),
+    dict(name='semi', row='semi', load_from='sup',
+         config=DEMO + 'semi_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'),
+    # Refinement alone (no ARP, no calibration): an ablation row, run with `--stages
+    # s4m_refine` or `--all`; benchmarks/ablation.py reports it over 3 seeds.
+    dict(name='s4m_refine', row='s4m_refine', load_from='s4m_stage1', after=['sam_cache'],
+         config=REFINE, default=False),
 ]
 # Each training stage is evaluated once after training (CocoMetric, in its own process), so
-# the configs' own end-of-training validation is skipped.
+# the configs' own validation is skipped, the one at the last iteration included.
 for _stage in STAGES:
     if 'config' in _stage:
-        _stage['options'] = ['train_cfg.val_interval=1000000']
+        _stage['options'] = ['train_cfg.val_begin=1000000']
 PANEL_STAGE = 's4m'
 
 
@@ -60,6 +63,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--stages', nargs='+', default=None,
                         help='only these stages (default: all); a stage also runs the '
                         'stage it loads its teacher from')
+    parser.add_argument('--all', action='store_true',
+                        help='also the ablation stages that are off by default (s4m_refine)')
     parser.add_argument('--jobs', type=int, default=min(2, os.cpu_count() or 1),
                         help='stages trained at the same time (default: min(2, CPUs))')
     parser.add_argument('--force', action='store_true', help='retrain even if done')
@@ -68,10 +73,15 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def wanted_stages(names: Optional[List[str]]) -> List[Dict]:
-    """The stages to run, in order, with the stages they depend on."""
+def wanted_stages(names: Optional[List[str]], everything: bool = False) -> List[Dict]:
+    """The stages to run, in order, with the stages they depend on.
+
+    Args:
+        names: Stage names (``None``: the default stages).
+        everything: With ``names=None``, also the stages marked ``default=False``.
+    """
     if not names:
-        return list(STAGES)
+        return [s for s in STAGES if everything or s.get('default', True)]
     by_name = {s['name']: s for s in STAGES}
     unknown = set(names) - set(by_name)
     if unknown:
@@ -114,7 +124,8 @@ def main() -> None:
     if osp.isfile(results_file):
         with open(results_file) as f:
             results = json.load(f)
-    runner = StageRunner(wanted_stages(args.stages), args.work_dir, args.jobs, args.force)
+    runner = StageRunner(wanted_stages(args.stages, args.all), args.work_dir, args.jobs,
+                         args.force)
     try:
         runner.run()
     except RuntimeError as e:
