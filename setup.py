@@ -11,7 +11,7 @@ import shutil
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-MIM_FILES = ('configs', 'tools', 'README.md')
+MIM_FILES = ('configs', 'tools', 'README.md', 'model-index.yml', 'data_splits')
 
 
 def add_mim_extension(target_root: str, mode: str) -> None:

@@ -7,7 +7,7 @@ saved to a temporary checkpoint, the ResNet-50 has no pretrained weights) on syn
 
 Variants, each built from a shipped config (`configs/s4m/*-0.1-coco.py`):
 
-* ``stage2_no_sam``     ``semi_mask2former_...``: teacher -> filter -> projection -> student;
+* ``stage2_no_sam``     ``gd_mask2former_...``: teacher -> filter -> projection -> student;
 * ``stage2_sam_online`` ``s4m_mask2former_...``: + SAM 2 refinement of the teacher's view
   (encode every step), ARP and the batch strong augmentation;
 * ``stage2_sam_cache``  the same with SAM on the *original* images and the embedding cache
@@ -37,7 +37,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 S4M = 'configs/s4m/'
 CONFIGS = {
-    'stage2_no_sam': S4M + 'semi_mask2former_r50_368k_semi-0.1-coco.py',
+    'stage2_no_sam': S4M + 'gd_mask2former_r50_368k_semi-0.1-coco.py',
     'stage2_sam_online': S4M + 's4m_mask2former_r50_368k_semi-0.1-coco.py',
     'stage2_sam_cache': S4M + 's4m_mask2former_r50_368k_semi-0.1-coco.py',
     'stage1_plain': S4M + 'mask2former_r50_368k_sup-0.1-coco.py',

@@ -1,12 +1,13 @@
-"""mmssis: SAM-boosted semi-supervised instance segmentation for MMDetection 3.x."""
+"""mmssis: SAM-boosted semi-supervised instance segmentation for MMDetection 3.x.
+
+Importing mmssis changes no other library. Safe checkpoint loading for torch >= 2.6
+(mmengine's checkpoint loader through ``weights_only=True`` with an allow-list) is switched
+on by :func:`mmssis.utils.register_all_modules` (which the tools call) or directly with
+:func:`mmssis.utils.install_safe_globals`.
+"""
 from .utils.version_check import check_versions
 from .version import __version__, version_info
 
 check_versions()
-
-# torch >= 2.6 loads checkpoints with weights_only=True: allow-list mmengine's meta types once.
-from .utils.checkpoint import install_safe_globals  # noqa: E402
-
-install_safe_globals()
 
 __all__ = ['__version__', 'version_info']

@@ -32,7 +32,7 @@ def tiny_params() -> dict:
 @pytest.fixture(scope='session')
 def tiny_demo(tmp_path_factory):
     """A 12 + 4 image, 128 px demo set (generated once per session, < 1 s)."""
-    from mmssis.datasets.demo_data import generate_demo_dataset
+    from mmssis.demo.data import generate_demo_dataset
     root = tmp_path_factory.mktemp('demo')
     return generate_demo_dataset(str(root), **TINY_DEMO)
 

@@ -28,7 +28,7 @@ def _commands():
 
 COMMANDS = _commands()
 SCRIPTS = sorted({tok for _, c in COMMANDS for tok in c.split()
-                  if re.fullmatch(r'tools/\S+\.(py|sh)', tok)})
+                  if re.fullmatch(r'(tools|demo)/\S+\.(py|sh)', tok)})
 CONFIGS = sorted({tok for _, c in COMMANDS for tok in re.split(r'[\s=]', c)
                   if re.fullmatch(r'configs/\S+\.py', tok) and '{' not in tok})
 

@@ -13,7 +13,7 @@ import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from mmssis.datasets import DEMO_CLASSES
+from mmssis.demo import DEMO_CLASSES
 from mmssis.testing.paper_run import save_tiny_sam2, shrink_paper_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -47,6 +47,8 @@ import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
+from mmssis.structures import encode_rle
+
 SAM_BACKENDS = ('lite_medsam', 'vit_b', 'vit_l', 'vit_h')
 #: Prompt defaults per backend: (num_points, use_box, multimask).
 PROMPT_DEFAULTS = {'lite_medsam': (0, True, False), 'vit': (3, False, True)}
@@ -140,9 +142,7 @@ def decode_prediction_masks(preds: Sequence[dict], height: int, width: int,
 
 def encode_mask(mask: np.ndarray) -> dict:
     """``(H, W)`` bool -> COCO compressed RLE with ``counts`` as str."""
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    rle['counts'] = rle['counts'].decode('ascii')
-    return rle
+    return encode_rle(mask)[0]
 
 
 # ----------------------------------------------------------------------------------------
@@ -178,7 +178,8 @@ def build_refiner(backend: str = 'lite_medsam', checkpoint: Optional[str] = None
 # refinement
 def refine_predictions(predictions: Sequence[dict], coco: dict, img_dir: str, refiner,
                        score_thr: float = 0.0, min_area: int = 1, progress: bool = True,
-                       logit_scale: float = 10.0) -> Tuple[dict, Dict[str, float]]:
+                       logit_scale: float = 10.0, backend_args: Optional[dict] = None
+                       ) -> Tuple[dict, Dict[str, float]]:
     """Refine predictions with SAM and build a labelled COCO dict.
 
     Args:
@@ -192,6 +193,7 @@ def refine_predictions(predictions: Sequence[dict], coco: dict, img_dir: str, re
         progress: Show an mmengine ``ProgressBar``.
         logit_scale: Binary masks become logits ``+/-logit_scale`` (point sampling is
             uniform inside the mask).
+        backend_args: ``mmengine.fileio`` backend of the images (local files: None).
 
     Returns:
         ``(coco_dict, summary)``; ``summary`` has ``images``, ``images_with_predictions``,
@@ -204,13 +206,15 @@ def refine_predictions(predictions: Sequence[dict], coco: dict, img_dir: str, re
         ValueError: Predictions reference unknown images/categories or mis-sized masks.
     """
     import mmcv
+    from mmengine import fileio
     from mmengine.utils import ProgressBar
 
-    from mmssis.sam import masks_to_boxes
+    from mmssis.structures import masks_to_boxes
     images = coco['images']
     grouped = group_predictions(predictions, coco, score_thr)
     # All images are written to the output (and later loaded for training): check all.
-    check_image_files(images, img_dir)
+    if backend_args is None:
+        check_image_files(images, img_dir)
     start = time.perf_counter()
     anns: List[dict] = []
     n_in = n_drop = n_sam = 0
@@ -219,7 +223,8 @@ def refine_predictions(predictions: Sequence[dict], coco: dict, img_dir: str, re
         preds = grouped.get(image['id'], [])
         if preds:
             path = image_path(img_dir, image)
-            img = mmcv.imread(path, channel_order='rgb')
+            img = mmcv.imfrombytes(fileio.get(path, backend_args=backend_args),
+                                   channel_order='rgb')
             h, w = img.shape[:2]
             if (h, w) != (image['height'], image['width']):
                 raise ValueError(f'{path}: image is {h}x{w} but the annotation file says '
@@ -374,10 +379,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         "teacher's and SAM's probabilities >= 0.5")
     parser.add_argument('--min-teacher-iou', type=float, default=None,
                         help="keep the teacher's mask when SAM's overlaps it less")
-    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--device', default=None,
+                        help='cuda when available, else cpu (default)')
     parser.add_argument('--seed', type=int, default=0, help='point sampling seed')
     parser.add_argument('--no-progress', action='store_true')
     args = parser.parse_args(argv)
+    from mmssis.utils import default_device
+    args.device = args.device or default_device()
     if bool(args.pred_json) == bool(args.config or args.checkpoint):
         parser.error('give either --pred-json or --config and --checkpoint')
     if args.config and not args.checkpoint or args.checkpoint and not args.config:

@@ -11,10 +11,11 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmssis.datasets.sampler_check import check_semi_sampler
 from mmssis.engine.optim_wrappers import NonFiniteLossError, save_nonfinite_checkpoint
 from mmssis.utils import (adapt_cfg_to_machine, default_work_dir, init_cpu_distributed,
                           register_all_modules, set_local_rank_env)
+from mmssis.utils.batch_recipe import keep_global_batch
+from mmssis.utils.sampler_check import check_semi_sampler
 
 
 def parse_args() -> argparse.Namespace:
@@ -24,6 +25,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the LR by the actual batch size')
+    parser.add_argument('--keep-global-batch', action='store_true',
+                        help="train with the recipe's global batch (auto_scale_lr."
+                        'base_batch_size) on however many GPUs run: per-GPU batch = '
+                        'global / GPUs, per-source split kept, learning rate unchanged')
     parser.add_argument(
         '--resume', nargs='?', type=str, const='auto',
         help='resume from this checkpoint, or (no value) from the latest checkpoint in the '
@@ -56,9 +61,18 @@ def main() -> None:
         cfg.work_dir = default_work_dir(args.config)
     adapt_cfg_to_machine(cfg)
     init_cpu_distributed(cfg)
+    world_size = int(os.environ.get('WORLD_SIZE', 1))
+    if args.keep_global_batch:
+        if args.auto_scale_lr:
+            raise SystemExit('--keep-global-batch keeps the learning rate; --auto-scale-lr '
+                             'scales it: use one of them')
+        batch = keep_global_batch(cfg, world_size)
+        print(f'--keep-global-batch: {world_size} process(es) x {batch["batch_size"]} images'
+              + (f' (per source {batch["source_ratio"]})' if batch['source_ratio'] else '')
+              + f' = the recipe batch {batch["global_batch"]}')
     # Fail before any model/data is built when batch size, source_ratio and the number of
     # processes do not fit (mmdet's GroupMultiSourceSampler would round or hang instead).
-    check_semi_sampler(cfg, world_size=int(os.environ.get('WORLD_SIZE', 1)))
+    check_semi_sampler(cfg, world_size=world_size)
 
     if args.amp:
         # Keep the non-finite-loss guard when it is configured (R8 of docs/reliability.md).

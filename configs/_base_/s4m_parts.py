@@ -73,7 +73,7 @@ s4m_student_augment = dict(
     blur_sigma=(0.1, 2.0),
     seed=0)
 
-# The stage-2 S4M switches, as `model.semi_train_cfg` of an `s4m_*` config (the `semi_*`
+# The stage-2 S4M switches, as `model.semi_train_cfg` of an `s4m_*` config (the `gd_*`
 # base has them off).
 s4m_semi_train_cfg_dynamic = dict(
     sam_refiner=dict(s4m_refiner, _delete_=True),

@@ -1,10 +1,10 @@
 # S4M stage 2 (refinement) on the demo data: the semi-supervised student of
-# `semi_mask-rcnn_..._semi-0.08-demo.py` with SAM pseudo-mask refinement. The teacher comes
+# `gd_mask-rcnn_..._semi-0.08-demo.py` with SAM pseudo-mask refinement. The teacher comes
 # from the distilled stage-1 checkpoint (`load_from`, set by tools/misc/run_demo.py).
 # LiteMedSAM is box-prompted: measured on a real VOC image, box-only prompts beat box + 1/3
 # points (mean IoU 0.379 vs 0.302/0.266), so the demo prompts with the teacher box and takes
 # the single-mask output. With ViT SAM checkpoints use S4M's 3 points + multimask.
-_base_ = './semi_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'
+_base_ = './gd_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'
 
 model = dict(
     semi_train_cfg=dict(

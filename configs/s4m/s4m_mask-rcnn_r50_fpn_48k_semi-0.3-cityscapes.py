@@ -1,4 +1,4 @@
-# S4M stage 2 (SAM 2 refinement + ARP) on the split of `semi_mask-rcnn_r50_fpn_48k_semi-0.3-cityscapes.py`. Train with
+# S4M stage 2 (SAM 2 refinement + ARP) on the split of `gd_mask-rcnn_r50_fpn_48k_semi-0.3-cityscapes.py`. Train with
 # `--cfg-options load_from=<checkpoint of s4m-distill_mask-rcnn_r50_fpn_24k_sup-0.3-cityscapes.py>`.
 _base_ = './_base_/s4m_mask-rcnn_r50_fpn_48k_cityscapes.py'
 labeled_dataset = dict(

@@ -1,4 +1,4 @@
-# S4M stage 2 (SAM 2 refinement + ARP) on the split of `semi_mask2former_r50_368k_semi-0.05-coco.py`. Train with
+# S4M stage 2 (SAM 2 refinement + ARP) on the split of `gd_mask2former_r50_368k_semi-0.05-coco.py`. Train with
 # `--cfg-options load_from=<checkpoint of s4m-distill_mask2former_r50_368k_sup-0.05-coco.py>`.
 _base_ = './_base_/s4m_mask2former_r50_368k_coco.py'
 labeled_dataset = dict(

@@ -1,12 +1,10 @@
 from .transforms import *  # noqa: F401,F403
 from . import transforms as _transforms
-from .checked_coco import CheckedCocoDataset, CorruptImageError
+from .checked_coco import CheckedCocoDataset, CorruptImageError, ImageSizeMismatchError
 from .coco_split import CocoFormatError, load_coco_json, split_coco
-from .demo_data import (DEMO_CLASSES, DEMO_PALETTE, DemoDatasetInfo,
-                        demo_metainfo, generate_demo_dataset)
+from .image_folder import UnlabeledImageFolder
 
 __all__ = [
-    'CheckedCocoDataset', 'CorruptImageError', 'CocoFormatError',
-    'load_coco_json', 'split_coco', 'DEMO_CLASSES', 'DEMO_PALETTE',
-    'DemoDatasetInfo', 'demo_metainfo', 'generate_demo_dataset'
+    'CheckedCocoDataset', 'CorruptImageError', 'ImageSizeMismatchError', 'CocoFormatError',
+    'load_coco_json', 'split_coco', 'UnlabeledImageFolder'
 ] + list(getattr(_transforms, '__all__', []))

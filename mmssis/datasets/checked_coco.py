@@ -24,7 +24,7 @@ import io
 import math
 import os.path as osp
 from collections import Counter
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 from mmdet.datasets import CocoDataset
 from mmengine.fileio import exists, get, get_local_path
@@ -40,6 +40,33 @@ _MAX_NAMED = 5  # file names quoted in messages, the rest are counted
 
 class CorruptImageError(OSError):
     """One or more image files cannot be decoded."""
+
+
+class ImageSizeMismatchError(ValueError):
+    """An image file's decoded size differs from its json ``height`` / ``width``."""
+
+
+#: EXIF orientations that swap width and height (decoders rotate these images).
+_EXIF_TRANSPOSED = (5, 6, 7, 8)
+
+
+def decoded_size(data: Union[bytes, str]) -> Tuple[int, int]:
+    """``(height, width)`` of an image as mmcv decodes it (EXIF orientation applied),
+    from the file header only.
+
+    Args:
+        data: The file's bytes, or a local path (only the header is read).
+
+    Raises:
+        OSError: Not a readable image.
+    """
+    from PIL import Image
+    with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as im:
+        width, height = im.size
+        orientation = im.getexif().get(0x0112, 1)
+    if orientation in _EXIF_TRANSPOSED:
+        width, height = height, width
+    return int(height), int(width)
 
 
 def _fmt_names(names: List[str]) -> str:
@@ -164,7 +191,13 @@ class CheckedCocoDataset(CocoDataset):
     * with ``check_files`` (and always with ``verify_images``) every image
       file must exist; missing files raise ``FileNotFoundError`` naming the
       count and the first few, or with ``missing_files='skip'`` the images
-      (and their annotations) are dropped with a warning.
+      (and their annotations) are dropped with a warning;
+    * with ``check_sizes`` (and always with ``verify_images``) each image's size
+      as decoded (EXIF orientation applied, read from the file header) must be
+      the json's ``height`` x ``width``: else :class:`ImageSizeMismatchError`
+      naming the files and both sizes, or the same counted skip. Inside a running
+      job the same mismatch is an :class:`ImageSizeMismatchError` naming the
+      file when the image is loaded (instead of a reshape error in the masks).
 
     The counts end up in :attr:`check_report`.
 
@@ -172,7 +205,9 @@ class CheckedCocoDataset(CocoDataset):
         *args: Forwarded to :class:`~mmdet.datasets.CocoDataset`.
         check_files: Check that every image file exists at load time.
         missing_files: ``'error'`` or ``'skip'``; also applies to corrupt
-            images found by ``verify_images``.
+            images found by ``verify_images`` and to size mismatches.
+        check_sizes: Compare every image's decoded size with its json entry at
+            load time (reads each file's header).
         verify_images: Decode every image with PIL at load time and report
             corrupt/truncated files by name (slow on large data sets).
         check_annotations: Run the per-annotation geometry checks (costs a
@@ -186,6 +221,7 @@ class CheckedCocoDataset(CocoDataset):
                  *args,
                  check_files: bool = False,
                  missing_files: str = 'error',
+                 check_sizes: bool = False,
                  verify_images: bool = False,
                  check_annotations: bool = True,
                  require_masks: bool = True,
@@ -194,7 +230,8 @@ class CheckedCocoDataset(CocoDataset):
             raise ValueError(f'missing_files must be one of '
                              f'{_MISSING_FILE_MODES}, got {missing_files!r}')
         # Set before super().__init__, which may call load_data_list.
-        self.check_files = check_files or verify_images
+        self.check_files = check_files or verify_images or check_sizes
+        self.check_sizes = check_sizes or verify_images
         self.missing_files = missing_files
         self.verify_images = verify_images
         self.check_annotations = check_annotations
@@ -259,16 +296,29 @@ class CheckedCocoDataset(CocoDataset):
         return osp.join(self.data_prefix.get('img', ''), img['file_name'])
 
     def _check_image_files(self, doc: dict, report: dict) -> None:
-        """Find missing (and optionally corrupt) images; raise or drop."""
-        missing, corrupt = [], []
+        """Find missing, corrupt and mis-sized images; raise or drop."""
+        missing, corrupt, sized = [], [], []
         for img in doc['images']:
             path = self._image_path(img)
             if not exists(path, backend_args=self.backend_args):
                 missing.append(path)
-            elif self.verify_images and not self._decodes(path):
+                continue
+            if self.verify_images and not self._decodes(path):
                 corrupt.append(path)
+                continue
+            if self.check_sizes:
+                try:
+                    with get_local_path(path, backend_args=self.backend_args) as local:
+                        size = decoded_size(local)
+                except OSError:
+                    corrupt.append(path)
+                    continue
+                if size != (img['height'], img['width']):
+                    sized.append(f"{path} (file {size[0]}x{size[1]}, json "
+                                 f"{img['height']}x{img['width']})")
         report['missing_files'] = missing
         report['corrupt_files'] = corrupt
+        report['size_mismatches'] = sized
         if self.missing_files == 'error':
             if missing:
                 raise FileNotFoundError(
@@ -278,19 +328,49 @@ class CheckedCocoDataset(CocoDataset):
                 raise CorruptImageError(
                     f'{self.ann_file}: {len(corrupt)} image file(s) cannot '
                     f'be decoded: {_fmt_names(corrupt)}')
+            if sized:
+                raise ImageSizeMismatchError(
+                    f'{self.ann_file}: {len(sized)} image file(s) whose decoded size '
+                    f'(height x width, EXIF orientation applied) differs from the json: '
+                    f'{_fmt_names(sized)}. Fix the json width/height (or the files), or '
+                    "skip them with missing_files='skip'")
             return
-        bad = set(missing) | set(corrupt)
+        bad = set(missing) | set(corrupt) | {s.split(' (file ')[0] for s in sized}
         if not bad:
             return
         self._logger().warning(
-            f'{self.ann_file}: skipping {len(missing)} missing and '
-            f'{len(corrupt)} corrupt image file(s): '
+            f'{self.ann_file}: skipping {len(missing)} missing, {len(corrupt)} '
+            f'corrupt and {len(sized)} mis-sized image file(s): '
             f'{_fmt_names(sorted(bad))}')
         keep_ids = {im['id'] for im in doc['images']
                     if self._image_path(im) not in bad}
         doc['images'] = [im for im in doc['images'] if im['id'] in keep_ids]
         doc['annotations'] = [a for a in doc['annotations']
                               if a['image_id'] in keep_ids]
+
+    def prepare_data(self, idx: int):
+        """The pipeline of ``idx``, checking after loading that the image has the size
+        its json entry says (mmdet would fail later reshaping masks, naming no file).
+
+        Raises:
+            ImageSizeMismatchError: Naming the file and both sizes.
+        """
+        data = self.get_data_info(idx)
+        expected = (data.get('height'), data.get('width'))
+        for transform in self.pipeline.transforms:
+            data = transform(data)
+            if data is None:
+                return None
+            if expected is not None and 'ori_shape' in data:
+                got = tuple(int(v) for v in data['ori_shape'][:2])
+                if None not in expected and got != tuple(int(v) for v in expected):
+                    raise ImageSizeMismatchError(
+                        f"{data.get('img_path')}: the image decodes to {got[0]}x{got[1]} "
+                        f'(height x width) but {self.ann_file} says '
+                        f'{expected[0]}x{expected[1]}; fix the json (EXIF-rotated photos '
+                        "do this) or check the data set with check_sizes=True")
+                expected = None  # checked once, right after loading
+        return data
 
     def _decodes(self, path: str) -> bool:
         from PIL import Image
@@ -371,4 +451,4 @@ class CheckedCocoDataset(CocoDataset):
 
 
 __all__ = ['CheckedCocoDataset', 'CocoFormatError', 'CorruptImageError',
-           'check_annotation']
+           'ImageSizeMismatchError', 'check_annotation', 'decoded_size']

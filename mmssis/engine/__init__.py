@@ -1,3 +1,9 @@
 from .hooks import *  # noqa: F401,F403
-from .optim_wrappers import (NonFiniteLossError, SkipNonFiniteAmpOptimWrapper,  # noqa: F401
+from .hooks import __all__ as _hooks_all
+from .optim_wrappers import (NonFiniteLossError, SkipNonFiniteAmpOptimWrapper,
                              SkipNonFiniteOptimWrapper, save_nonfinite_checkpoint)
+
+__all__ = list(_hooks_all) + [
+    'NonFiniteLossError', 'SkipNonFiniteAmpOptimWrapper', 'SkipNonFiniteOptimWrapper',
+    'save_nonfinite_checkpoint'
+]

@@ -1,9 +1,12 @@
-from .calibration import (expected_calibration_error, mask_iou, match_detections,
+"""Pure metrics on predictions and ground truth in one frame: pseudo-label quality,
+confidence calibration (ECE, per-class thresholds)."""
+from .calibration import (expected_calibration_error, match_detections,
                           per_class_calibration, precision_curve, reliability_curve,
                           select_thresholds)
+from .pseudo_label_quality import PseudoLabelQuality, format_quality_table, gt_instance_masks
 
 __all__ = [
-    'expected_calibration_error', 'mask_iou', 'match_detections', 'per_class_calibration',
-    'precision_curve', 'reliability_curve', 'select_thresholds'
+    'expected_calibration_error', 'match_detections', 'per_class_calibration',
+    'precision_curve', 'reliability_curve', 'select_thresholds', 'PseudoLabelQuality',
+    'format_quality_table', 'gt_instance_masks'
 ]
-from .pseudo_label_quality import PseudoLabelQuality, evaluate_pseudo_labels  # noqa: E402,F401

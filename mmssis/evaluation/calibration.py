@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mmssis.structures import as_bool_masks, match_instances
+
 ArrayLike = Union[np.ndarray, Tensor, Sequence[float]]
 
 
@@ -30,33 +32,6 @@ def _np(x: ArrayLike, dtype=None) -> np.ndarray:
     if isinstance(x, Tensor):
         x = x.detach().cpu().numpy()
     return np.asarray(x, dtype=dtype).reshape(-1)
-
-
-def _bool_masks(masks: Union[np.ndarray, Tensor], name: str) -> Tensor:
-    """``(N, H, W)`` boolean CPU tensor from a tensor, array or ``BitmapMasks``."""
-    if hasattr(masks, 'to_ndarray'):  # mmdet BitmapMasks / PolygonMasks
-        masks = masks.to_ndarray()
-    masks = torch.as_tensor(np.asarray(masks) if not isinstance(masks, Tensor) else masks)
-    if masks.dim() != 3:
-        raise ValueError(f'{name} must be (N, H, W), got shape {tuple(masks.shape)}')
-    return masks.detach().cpu().bool()
-
-
-def mask_iou(masks_a: Tensor, masks_b: Tensor) -> Tensor:
-    """Pairwise IoU of two sets of binary masks in the same pixel frame.
-
-    Args:
-        masks_a: (N, H, W) bool.
-        masks_b: (M, H, W) bool.
-
-    Returns:
-        (N, M) float IoU; 0 where both masks are empty.
-    """
-    a = masks_a.flatten(1).float()
-    b = masks_b.flatten(1).float()
-    inter = a @ b.t()
-    union = a.sum(1)[:, None] + b.sum(1)[None, :] - inter
-    return inter / union.clamp(min=1.0)
 
 
 def match_detections(pred_masks: Union[np.ndarray, Tensor],
@@ -89,14 +64,15 @@ def match_detections(pred_masks: Union[np.ndarray, Tensor],
     correct = np.zeros(len(labels), dtype=bool)
     if len(labels) == 0 or len(g_labels) == 0:
         return correct
-    pred = _bool_masks(pred_masks, 'pred_masks')
-    gt = _bool_masks(gt_masks, 'gt_masks')
+    pred = as_bool_masks(pred_masks, 'cpu')
+    gt = as_bool_masks(gt_masks, 'cpu')
+    for name, m in (('pred_masks', pred), ('gt_masks', gt)):
+        if m.dim() != 3:
+            raise ValueError(f'{name} must be (N, H, W), got shape {tuple(m.shape)}')
     if pred.shape[1:] != gt.shape[1:]:
         raise ValueError(f'pred and gt masks must share a frame, got {tuple(pred.shape[1:])}'
                          f' vs {tuple(gt.shape[1:])}')
-    # The same greedy rule as the pseudo-label quality metric (imported here: that module
-    # builds on this one's mask_iou).
-    from .pseudo_label_quality import match_instances
+    # The same greedy rule as the pseudo-label quality metric.
     match = match_instances(pred, gt, torch.from_numpy(labels), torch.from_numpy(g_labels),
                             torch.from_numpy(scores), iou_thr=iou_thr, class_aware=True)
     return match.pred_to_gt >= 0

@@ -27,93 +27,16 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import hashlib
-from dataclasses import dataclass, field
 from typing import Any, Dict, Hashable, Iterator, Optional, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .cache import build_embedding_cache
+from .embedding import ImageEmbedding
+
 ImageLike = Union[np.ndarray, Tensor]
-
-
-@dataclass
-class ImageEmbedding:
-    """The image-encoder output of one image plus the geometry needed to decode it.
-
-    Attributes:
-        embedding: Image embedding, shape ``(1, C, h, w)`` (``C=256, h=w=64`` for
-            SAM and LiteMedSAM).
-        original_size: ``(H, W)`` of the image given to ``encode`` (the original
-            image frame, in which prompts and output masks are expressed).
-        input_size: ``(h', w')`` of the image after ``ResizeLongestSide`` and
-            before padding to the square model input.
-        extras: Backend-specific additional tensors (e.g. SAM 2's high-resolution
-            features). Tensors or (nested) lists/dicts of tensors only.
-    """
-
-    embedding: Tensor
-    original_size: Tuple[int, int]
-    input_size: Tuple[int, int]
-    extras: Dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.embedding.dim() != 4 or self.embedding.shape[0] != 1:
-            raise ValueError('ImageEmbedding.embedding must have shape (1, C, h, w), got '
-                             f'{tuple(self.embedding.shape)}')
-        self.original_size = (int(self.original_size[0]), int(self.original_size[1]))
-        self.input_size = (int(self.input_size[0]), int(self.input_size[1]))
-
-    @property
-    def device(self) -> torch.device:
-        return self.embedding.device
-
-    @property
-    def nbytes(self) -> int:
-        """Memory taken by all tensors of this embedding, in bytes."""
-        return sum(t.numel() * t.element_size() for t in _iter_tensors(self.extras)) + \
-            self.embedding.numel() * self.embedding.element_size()
-
-    def to(self, device: Union[str, torch.device, None] = None,
-           dtype: Optional[torch.dtype] = None) -> 'ImageEmbedding':
-        """Returns a copy with every tensor moved to ``device`` / cast to ``dtype``.
-
-        Returns ``self`` when nothing changes.
-        """
-        same_dev = device is None or torch.device(device) == self.embedding.device
-        same_dtype = dtype is None or dtype == self.embedding.dtype
-        if same_dev and same_dtype:
-            return self
-        return ImageEmbedding(
-            embedding=self.embedding.to(device=device, dtype=dtype),
-            original_size=self.original_size,
-            input_size=self.input_size,
-            extras=_map_tensors(self.extras, lambda t: t.to(device=device, dtype=dtype)))
-
-    def cpu(self) -> 'ImageEmbedding':
-        return self.to('cpu')
-
-
-def _iter_tensors(obj: Any) -> Iterator[Tensor]:
-    if isinstance(obj, Tensor):
-        yield obj
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            yield from _iter_tensors(v)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            yield from _iter_tensors(v)
-
-
-def _map_tensors(obj: Any, fn) -> Any:
-    if isinstance(obj, Tensor):
-        return fn(obj)
-    if isinstance(obj, dict):
-        return {k: _map_tensors(v, fn) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_map_tensors(v, fn) for v in obj)
-    return obj
 
 
 def to_hwc_uint8_rgb(image: ImageLike, channel_order: str = 'rgb') -> np.ndarray:
@@ -171,7 +94,6 @@ class SamBackend(abc.ABC):
     mask_threshold: float = 0.0
 
     def __init__(self, cache: Any = None) -> None:
-        from .cache import build_embedding_cache
         self.cache = build_embedding_cache(cache)
 
     # ------------------------------------------------------------------ model
@@ -285,16 +207,45 @@ class SamBackend(abc.ABC):
             The :class:`ImageEmbedding` on :attr:`device`, ``original_size=(H, W)``.
         """
         rgb = to_hwc_uint8_rgb(image, channel_order)
-        key = None
+        if cache_key is not None:
+            emb = self.cached(cache_key, rgb.shape[:2])
+            if emb is not None:
+                return emb
+        return self.encode_uncached(rgb, cache_key)
+
+    @torch.no_grad()
+    def encode_uncached(self, image: ImageLike, cache_key: Optional[Hashable] = None,
+                        channel_order: str = 'rgb') -> ImageEmbedding:
+        """Run the image encoder (no cache lookup); store the result under ``cache_key``
+        when there is a cache. For callers that looked up :meth:`cached` already."""
+        emb = self._encode(to_hwc_uint8_rgb(image, channel_order))
         if self.cache is not None and cache_key is not None:
-            key = self.full_cache_key(cache_key)
-            cached = self.cache.get(key)
-            if cached is not None and cached.original_size == tuple(rgb.shape[:2]):
-                return cached.to(self.device)
-        emb = self._encode(rgb)
-        if key is not None:
-            self.cache.put(key, emb)
+            self.cache.put(self.full_cache_key(cache_key), emb)
         return emb
+
+    def cached(self, cache_key: Hashable, original_size: Tuple[int, int]
+               ) -> Optional[ImageEmbedding]:
+        """The cached embedding of ``cache_key`` on :attr:`device`, or ``None`` (no cache or
+        a miss), without the image: callers read the image only on a miss.
+
+        Args:
+            cache_key: The key given to :meth:`encode`.
+            original_size: ``(H, W)`` the image has now (e.g. the sample's ``ori_shape``).
+
+        Raises:
+            ValueError: The cached embedding is of an image of another size (the file
+                changed since it was cached).
+        """
+        if self.cache is None:
+            return None
+        emb = self.cache.get(self.full_cache_key(cache_key))
+        if emb is None:
+            return None
+        if emb.original_size != tuple(int(v) for v in original_size[:2]):
+            raise ValueError(f'SAM embedding cache: the entry of {cache_key} is of a '
+                             f'{emb.original_size} image, the image is {tuple(original_size)} '
+                             'now; delete the stale cache (directory) or use a new one')
+        return emb.to(self.device)
 
     def full_cache_key(self, cache_key: Hashable) -> str:
         """The key :meth:`encode` stores ``cache_key`` under (namespaced by the model)."""
@@ -473,7 +424,3 @@ def capture_output(module: nn.Module) -> Iterator[Dict[str, Any]]:
     finally:
         handle.remove()
 
-
-def file_fingerprint(path: str) -> str:
-    """Short content-independent id of a checkpoint path, for cache namespaces."""
-    return hashlib.sha1(str(path).encode()).hexdigest()[:10]

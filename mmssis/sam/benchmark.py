@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from mmssis.registry import MODELS
-from .prompts import boxes_to_masks
+from mmssis.structures import boxes_to_masks
 
 __all__ = ['load_voc_sample', 'run_benchmark']
 

@@ -21,7 +21,7 @@ from typing import Any, Dict, Hashable, Optional, Union
 import numpy as np
 import torch
 
-from .base import ImageEmbedding
+from .embedding import ImageEmbedding
 
 __all__ = ['EmbeddingCache', 'make_cache_key', 'build_embedding_cache']
 

@@ -1,4 +1,4 @@
-"""Prompt generation from teacher masks: logit-weighted point sampling, mask boxes.
+"""Prompt generation from teacher masks: logit-weighted point sampling.
 
 All coordinates are pixels in the image frame of the given masks: a point
 ``(x, y)`` is the pixel at column ``x`` / row ``y`` (SAM's prompt encoder adds the
@@ -12,76 +12,12 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-__all__ = ['sample_points_from_logits', 'masks_to_boxes', 'boxes_to_masks', 'paired_mask_iou']
+from mmssis.structures import boxes_to_masks
+
+__all__ = ['sample_points_from_logits']
 
 #: Maximum number of ``N*H*W`` elements processed at once while sampling.
 _CHUNK_ELEMS = 1 << 24
-
-
-def masks_to_boxes(masks: Tensor, fallback: Optional[Tensor] = None) -> Tensor:
-    """Tight ``xyxy`` boxes around binary masks, in mmdet's pixel-edge convention.
-
-    ``x2``/``y2`` are one past the last foreground column/row (as
-    ``BitmapMasks.get_bboxes``), so a single pixel at ``(row i, col j)`` gives
-    ``[j, i, j + 1, i + 1]``. :func:`torchvision.ops.masks_to_boxes` is not reused: it
-    returns inclusive ``x2 = last column`` (pixel-index convention, which would shrink
-    every box by one pixel next to ``bbox_project``) and older torchvision versions
-    raise on empty masks.
-
-    Args:
-        masks: ``(N, H, W)``; any nonzero value is foreground (binarise soft masks first).
-        fallback: Optional ``(N, 4)`` boxes used for empty masks (else zeros).
-
-    Returns:
-        ``(N, 4)`` float32 boxes ``(x1, y1, x2, y2)``.
-    """
-    if masks.dim() != 3:
-        raise ValueError(f'masks must be (N, H, W), got {tuple(masks.shape)}')
-    num, height, width = masks.shape
-    boxes = torch.zeros((num, 4), dtype=torch.float32, device=masks.device)
-    if num == 0:
-        return boxes
-    fg = masks != 0
-    rows = fg.any(dim=2)  # (N, H)
-    cols = fg.any(dim=1)  # (N, W)
-    nonempty = rows.any(dim=1)
-    if height and width:
-        row_idx = torch.arange(height, device=masks.device)
-        col_idx = torch.arange(width, device=masks.device)
-        # First/last occupied index via masked min/max over the index ranges.
-        y1 = torch.where(rows, row_idx, height).amin(dim=1)
-        y2 = torch.where(rows, row_idx, -1).amax(dim=1) + 1
-        x1 = torch.where(cols, col_idx, width).amin(dim=1)
-        x2 = torch.where(cols, col_idx, -1).amax(dim=1) + 1
-        stacked = torch.stack([x1, y1, x2, y2], dim=1).to(torch.float32)
-        boxes[nonempty] = stacked[nonempty]
-    if fallback is not None and not nonempty.all():
-        boxes[~nonempty] = fallback.to(boxes)[~nonempty]
-    return boxes
-
-
-def paired_mask_iou(masks_a: Tensor, masks_b: Tensor) -> Tensor:
-    """IoU of corresponding masks: ``(N, H, W)`` x ``(N, H, W)`` bool -> ``(N,)``.
-
-    Two empty masks give 0.
-    """
-    inter = (masks_a & masks_b).flatten(1).sum(1).float()
-    union = (masks_a | masks_b).flatten(1).sum(1).float().clamp(min=1)
-    return inter / union
-
-
-def boxes_to_masks(boxes: Tensor, size: Tuple[int, int]) -> Tensor:
-    """Filled box masks: ``(N, 4)`` xyxy pixels -> ``(N, H, W)`` bool.
-
-    Pixel ``(r, c)`` is inside when its centre ``(c + .5, r + .5)`` lies in the box.
-    """
-    h, w = size
-    b = boxes.float()
-    xs = torch.arange(w, device=b.device, dtype=torch.float32) + 0.5
-    ys = torch.arange(h, device=b.device, dtype=torch.float32) + 0.5
-    in_x = (xs[None] >= b[:, 0:1]) & (xs[None] <= b[:, 2:3])  # (N, W)
-    in_y = (ys[None] >= b[:, 1:2]) & (ys[None] <= b[:, 3:4])  # (N, H)
-    return in_y[:, :, None] & in_x[:, None, :]
 
 
 def sample_points_from_logits(logits: Tensor, num_points: int = 3,

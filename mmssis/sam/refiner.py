@@ -17,9 +17,10 @@ import torch
 from torch import Tensor
 
 from mmssis.registry import MODELS
+from mmssis.structures import masks_to_boxes, paired_mask_iou
 from .base import ImageEmbedding, ImageLike, SamBackend
 from .cache import build_embedding_cache
-from .prompts import masks_to_boxes, paired_mask_iou, sample_points_from_logits
+from .prompts import sample_points_from_logits
 
 __all__ = ['SamMaskRefiner', 'RefinedInstances', 'refine_instances']
 

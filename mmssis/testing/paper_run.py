@@ -82,14 +82,15 @@ def _shrink_pipeline(pipeline: list, size: int) -> None:
                     _shrink_pipeline(branch, size)
 
 
-def shrink_paper_config(cfg: Config, data_root: str, work_dir: str, sam_backend: dict,
-                        classes, max_iters: int = 2, image_size: int = 256,
+def shrink_paper_config(cfg: Config, data_root: Optional[str], work_dir: str,
+                        sam_backend: dict, classes, max_iters: int = 2, image_size: int = 256,
                         batch_size: int = 4, semi_overrides: Optional[Dict] = None) -> Config:
     """Make a paper config (stage 1 or stage 2) train ``max_iters`` CPU iterations.
 
     Args:
         cfg: A ``configs/s4m/*.py`` config.
-        data_root: A tiny demo set (``generate_demo_dataset``).
+        data_root: A tiny demo set (``generate_demo_dataset``); ``None`` keeps the config's
+            own data sets (e.g. the custom-data configs pointed at a tiny set).
         work_dir: Logs and checkpoints.
         sam_backend: The SAM backend config every SAM in ``cfg`` is replaced with.
         classes: Class names of the tiny data.
@@ -102,7 +103,6 @@ def shrink_paper_config(cfg: Config, data_root: str, work_dir: str, sam_backend:
     Returns:
         The modified config (also modified in place).
     """
-    root = data_root.rstrip('/') + '/'
     scale = (image_size / 1024) ** 2
     cfg.work_dir = work_dir
     model = cfg.model
@@ -141,8 +141,9 @@ def shrink_paper_config(cfg: Config, data_root: str, work_dir: str, sam_backend:
     datasets = loader.dataset.get('datasets', [loader.dataset])
     for ds, ann in zip(datasets, ('annotations/instances_train.json',
                                   'annotations/instances_train.1@8-unlabeled.json')):
-        ds.update(data_root=root, ann_file=ann, data_prefix=dict(img='images/'),
-                  metainfo=dict(classes=tuple(classes)))
+        if data_root is not None:
+            ds.update(data_root=data_root.rstrip('/') + '/', ann_file=ann,
+                      data_prefix=dict(img='images/'), metainfo=dict(classes=tuple(classes)))
         _shrink_pipeline(ds.pipeline, image_size)
     # Padding of the LSJ batch (BatchFixedSizePad) follows the crop.
     det = cfg.model.get('detector', cfg.model)

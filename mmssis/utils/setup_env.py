@@ -6,7 +6,8 @@ from mmengine import DefaultScope
 
 
 def register_all_modules(init_default_scope: bool = True) -> None:
-    """Register all mmssis (and mmdet) modules into their registries.
+    """Register all mmssis (and mmdet) modules into their registries and switch on safe
+    checkpoint loading (:func:`mmssis.utils.install_safe_globals`).
 
     Importing the sub-packages runs their ``@REGISTRY.register_module()`` decorators.
 
@@ -16,6 +17,9 @@ def register_all_modules(init_default_scope: bool = True) -> None:
     """
     from mmdet.utils import register_all_modules as mmdet_register_all_modules
     mmdet_register_all_modules(init_default_scope=False)
+
+    from .checkpoint import install_safe_globals
+    install_safe_globals()
 
     import mmssis.datasets  # noqa: F401,F811
     import mmssis.engine  # noqa: F401,F811

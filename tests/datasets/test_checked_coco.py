@@ -7,8 +7,8 @@ import pytest
 from mmdet.datasets.transforms import LoadAnnotations
 from mmcv.transforms import LoadImageFromFile
 
-from mmssis.datasets import (DEMO_CLASSES, CheckedCocoDataset, CocoFormatError,
-                             CorruptImageError, demo_metainfo)
+from mmssis.datasets import CheckedCocoDataset, CocoFormatError, CorruptImageError
+from mmssis.demo import DEMO_CLASSES, demo_metainfo
 from mmssis.datasets.checked_coco import check_annotation
 from mmssis.registry import DATASETS
 
@@ -218,3 +218,63 @@ def test_ids_assigned_when_missing(tmp_path):
                             data_prefix=dict(img=''))
     assert len(ds.get_data_info(0)['instances']) == 1
     assert np.isfinite(ds.get_data_info(0)['instances'][0]['bbox']).all()
+
+
+# ----------------------------------------------------------------------- image sizes
+def _resize_file(path, size=(120, 100)):
+    import cv2
+    img = cv2.imread(str(path))
+    cv2.imwrite(str(path), cv2.resize(img, size))  # (w, h) = 120 x 100
+
+
+def test_size_mismatch_is_reported_before_training(demo_copy, log_records):
+    from mmssis.datasets import ImageSizeMismatchError
+    _resize_file(demo_copy / 'images' / 'train' / '000005.png')
+    ann = 'annotations/instances_train.json'
+    with pytest.raises(ImageSizeMismatchError) as err:
+        _dataset(demo_copy, ann, check_sizes=True)
+    msg = str(err.value)
+    assert '000005.png' in msg and 'file 100x120' in msg and 'json 128x128' in msg
+    ds = _dataset(demo_copy, ann, check_sizes=True, missing_files='skip')
+    assert len(ds) == 11 and len(ds.check_report['size_mismatches']) == 1
+    assert any('1 mis-sized' in m for m in log_records)
+
+
+def test_size_mismatch_inside_a_running_job_names_the_file(demo_copy):
+    """Without the check, loading the image is where it stops: an error naming the file,
+    not mmdet's reshape error in BitmapMasks."""
+    from mmssis.datasets import ImageSizeMismatchError
+    _resize_file(demo_copy / 'images' / 'train' / '000000.png')
+    ds = _dataset(demo_copy, 'annotations/instances_train.json',
+                  pipeline=[LoadImageFromFile(), LoadAnnotations(with_mask=True)])
+    idx = next(i for i in range(len(ds))
+               if ds.get_data_info(i)['img_path'].endswith('000000.png'))
+    with pytest.raises(ImageSizeMismatchError, match=r'000000\.png.*100x120.*128x128'):
+        ds[idx]
+    other = (idx + 1) % len(ds)
+    assert ds[other]['gt_masks'].masks.shape[1:] == (128, 128)  # the others load
+
+
+def test_exif_rotated_photo_is_checked_at_its_decoded_size(tmp_path):
+    """A phone photo stored 60 x 40 with EXIF orientation 6 decodes (mmcv, cv2) as 40 x 60:
+    a json giving the decoded size passes, one giving the stored size is reported."""
+    from PIL import Image
+    from mmssis.datasets import ImageSizeMismatchError
+    (tmp_path / 'images').mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(
+        str(tmp_path / 'images' / 'photo.jpg'), exif=exif)
+    for (h, w), ok in (((60, 40), True), ((40, 60), False)):
+        doc = dict(images=[dict(id=1, file_name='photo.jpg', height=h, width=w)],
+                   annotations=[dict(id=1, image_id=1, category_id=1, iscrowd=0,
+                                     bbox=[2, 2, 20, 20], area=400,
+                                     segmentation=[[2, 2, 22, 2, 22, 22, 2, 22]])],
+                   categories=[dict(id=1, name=DEMO_CLASSES[0])])
+        _write(tmp_path / 'ann.json', doc)
+        meta = dict(classes=(DEMO_CLASSES[0], ))
+        if ok:
+            assert len(_dataset(tmp_path, 'ann.json', check_sizes=True, metainfo=meta)) == 1
+        else:
+            with pytest.raises(ImageSizeMismatchError, match='photo.jpg'):
+                _dataset(tmp_path, 'ann.json', check_sizes=True, metainfo=meta)

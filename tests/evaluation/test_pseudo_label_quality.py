@@ -3,7 +3,6 @@ import copy
 import os.path as osp
 from unittest.mock import MagicMock
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,11 +12,10 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from mmengine.structures import InstanceData
 
-import mmssis.models.detectors.pseudo_labels as pseudo_labels
+import mmssis.models.detectors.semi_mask_detector as semi_mask_detector
+from mmssis.apis import evaluate_pseudo_labels
 from mmssis.engine.hooks import PseudoLabelQualityHook
-from mmssis.evaluation.pseudo_label_quality import (PseudoLabelQuality, align_to_gt_frame,
-                                                    evaluate_pseudo_labels, mask_iou_matrix,
-                                                    match_instances)
+from mmssis.evaluation import PseudoLabelQuality
 from mmssis.models.utils.sam_pseudo_refiner import PseudoLabelSamRefiner
 from mmssis.registry import HOOKS, MODELS
 from mmssis.sam import SamMaskRefiner, SamModelBackend
@@ -52,12 +50,6 @@ def _metrics(pred, gt=GT, **kw):
     return acc.compute()
 
 
-def test_iou_matrix_values():
-    iou = mask_iou_matrix(torch.stack([_box(0, 0, 10, 10), _box(0, 0, 10, 5)]),
-                          torch.stack([_box(0, 0, 10, 10), _box(5, 0, 15, 10)]))
-    np.testing.assert_allclose(iou.numpy(), [[1.0, 50 / 150], [0.5, 25 / 125]], rtol=1e-6)
-
-
 def test_perfect_prediction():
     m = _metrics(_inst([_box(10, 10, 20, 20), _box(0, 0, 10, 10)], [1, 0], [0.9, 0.8]))
     assert m['precision'] == m['recall'] == m['miou'] == m['best_iou'] == 1.0
@@ -90,34 +82,12 @@ def test_class_aware_matching():
     assert _metrics(pred, class_aware=False)['num_tp'] == 1
 
 
-def test_greedy_matching_prefers_higher_score():
-    gt = _inst([_box(0, 0, 10, 10)], [0])
-    pred = _inst([_box(0, 0, 10, 6), _box(0, 0, 10, 9)], [0, 0], [0.9, 0.5])
-    match = match_instances(pred.masks, gt.masks, pred.labels, gt.labels, pred.scores)
-    assert match.pred_to_gt.tolist() == [0, -1]  # the confident (worse) mask wins
-    assert match.matched_ious.tolist() == pytest.approx([0.6])
-
-
 def test_empty_conventions():
     empty = _inst([], [])
     assert _metrics(empty, empty)['precision'] == 1.0
     m = _metrics(empty)
     assert m['precision'] == 0.0 and m['recall'] == 0.0 and m['miou'] == 0.0
     assert _metrics(_inst([_box(0, 0, 5, 5)], [0], [1.0]), empty)['recall'] == 1.0
-
-
-def test_align_predictions_to_original_frame():
-    from mmdet.structures import DetDataSample
-    gt = _box(2, 4, 12, 16)  # original frame 20x20
-    view = F.interpolate(gt[None, None].float(), scale_factor=2.0, mode='nearest')[0] > 0
-    sample = DetDataSample(metainfo=dict(img_shape=(40, 40), ori_shape=(20, 20),
-                                         scale_factor=(2.0, 2.0)))
-    pred = InstanceData(masks=view, labels=torch.tensor([0]), scores=torch.tensor([1.0]))
-    out = align_to_gt_frame(pred, sample, (20, 20))
-    assert torch.equal(out.masks[0], gt)
-    assert align_to_gt_frame(pred, sample, (40, 40)).masks.shape == (1, 40, 40)
-    with pytest.raises(ValueError, match='neither'):
-        align_to_gt_frame(pred, sample, (30, 30))
 
 
 # ----------------------------------------------------------------------------------------
@@ -164,7 +134,7 @@ def test_gt_teacher_scores_perfectly_and_refiner_is_scored(tiny_demo, monkeypatc
                                     mask_logits=view * 20 - 10))
         return out
 
-    monkeypatch.setattr(pseudo_labels, 'teacher_pseudo_instances', gt_teacher)
+    monkeypatch.setattr(semi_mask_detector, 'teacher_pseudo_instances', gt_teacher)
     model = _semi_model()
     loader = _val_loader(tiny_demo)
     metrics = evaluate_pseudo_labels(model, loader, refiner=_echo_refiner())

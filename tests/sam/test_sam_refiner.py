@@ -3,8 +3,8 @@ import torch
 
 from mmssis.registry import MODELS
 from mmssis.sam import (EmbeddingCache, RefinedInstances, SamMaskRefiner, SamModelBackend,
-                        boxes_to_masks, masks_to_boxes, refine_instances,
-                        sample_points_from_logits)
+                        refine_instances, sample_points_from_logits)
+from mmssis.structures import boxes_to_masks, masks_to_boxes
 from mmssis.testing import build_echo_sam, build_tiny_sam
 
 

@@ -10,7 +10,8 @@ import torch
 from mmengine.registry import DefaultScope
 from pycocotools import mask as mask_utils
 
-from mmssis.datasets import CheckedCocoDataset, demo_metainfo
+from mmssis.datasets import CheckedCocoDataset
+from mmssis.demo import demo_metainfo
 from mmssis.sam import SamMaskRefiner, SamModelBackend
 from mmssis.testing import build_echo_sam
 from mmssis.testing.tools import load_tool

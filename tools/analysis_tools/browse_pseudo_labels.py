@@ -29,12 +29,12 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import DefaultScope
 from mmengine.runner import load_checkpoint
 
-from mmssis.engine.hooks.pseudo_label_vis_hook import (capture_pseudo_labels, draw_rows_quietly,
-                                                       make_drawer, student_title, tile_rows,
-                                                       unlabelled_batch)
 from mmssis.datasets.semi_data import build_unlabelled_dataset  # noqa: F401 (re-export)
+from mmssis.engine.hooks.pseudo_label_vis_hook import unlabelled_batch
+from mmssis.models.utils.sam_pseudo_refiner import view_normalization
 from mmssis.registry import MODELS
 from mmssis.utils import register_all_modules
+from mmssis.visualization import draw_rows_quietly, make_drawer, student_title, tile_rows
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -52,10 +52,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='images per teacher batch (ARP mixes within a batch)')
     parser.add_argument('--panel', default=None,
                         help='also write all rows into this one PNG (one image per row)')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--device', default=None,
+                        help='cuda when available, else cpu (default)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    from mmssis.utils import default_device
+    args.device = args.device or default_device()
+    return args
 
 
 def build_semi_model(cfg: Config, checkpoint: Optional[str], use_sam: bool,
@@ -115,11 +119,13 @@ def browse(model: torch.nn.Module, dataset, out_dir: str, num: int, batch_size: 
     for start in range(0, num, batch_size):
         indices = list(range(start, min(start + batch_size, num)))
         data = unlabelled_batch(model, dataset, indices)
-        capture = capture_pseudo_labels(model, data['inputs'], data['data_samples'],
-                                        use_sam=use_sam, use_mixer=use_mixer)
-        rows = draw_rows_quietly(capture, model.data_preprocessor, drawer,
+        record = model.pseudo_label(
+            data['inputs']['unsup_teacher'], data['data_samples']['unsup_teacher'],
+            data['inputs']['unsup_student'], data['data_samples']['unsup_student'],
+            refine=use_sam, mix=use_mixer)
+        rows = draw_rows_quietly(record, view_normalization(model.data_preprocessor), drawer,
                                  show_student=show_student, titles=titles)
-        for index, sample, row in zip(indices, capture['teacher_samples'], rows):
+        for index, sample, row in zip(indices, record.teacher_samples, rows):
             stem = osp.splitext(osp.basename(sample.metainfo.get('img_path', 'img')))[0]
             path = osp.join(out_dir, f'{index:05d}_{stem}.png')
             mmcv.imwrite(tile_rows([row])[..., ::-1], path)  # RGB -> BGR for OpenCV

@@ -73,10 +73,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="keep the teacher's mask when SAM's overlaps it less")
     parser.add_argument('--embed-on', choices=['original', 'view'], default='original',
                         help='encode the original image or the teacher view with SAM')
-    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--device', default=None,
+                        help='cuda when available, else cpu (default)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', default=None, help='write the metrics to this json')
     args = parser.parse_args(argv)
+    from mmssis.utils import default_device
+    args.device = args.device or default_device()
     if args.sam == 'config':
         # The config's refiner is used as it is: refuse flags that would silently not apply.
         ignored = [f"--{dest.replace('_', '-')}" for dest in REFINER_FLAGS
@@ -150,8 +153,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     from mmengine.registry import init_default_scope
     from mmengine.runner import load_checkpoint
 
-    from mmssis.evaluation.pseudo_label_quality import (evaluate_pseudo_labels,
-                                                        format_quality_table)
+    from mmssis.apis.pseudo_labels import evaluate_pseudo_labels
+    from mmssis.evaluation import format_quality_table
     from mmssis.utils import register_all_modules
     for path, what in ((args.config, 'config'), (args.checkpoint, 'checkpoint')):
         if not osp.isfile(path):

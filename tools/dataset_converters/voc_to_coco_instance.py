@@ -146,12 +146,8 @@ def sbd_instances(inst: np.ndarray, cats: np.ndarray, source: str) -> List[Tuple
 
 def encode_mask(mask: np.ndarray) -> Tuple[dict, float, List[float]]:
     """COCO RLE (``counts`` as str), area and xywh box of a bool mask."""
-    from pycocotools import mask as mask_utils
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    area = float(mask_utils.area(rle))
-    bbox = [float(v) for v in mask_utils.toBbox(rle)]
-    rle['counts'] = rle['counts'].decode('ascii')
-    return rle, area, bbox
+    from mmssis.structures import encode_rle
+    return encode_rle(mask)
 
 
 def image_ids(names: Sequence[str]) -> Dict[str, int]:

@@ -12,7 +12,7 @@ import json
 import os
 import time
 
-from mmssis.datasets.demo_data import (DEMO_CLASSES, generate_demo_dataset,
+from mmssis.demo.data import (DEMO_CLASSES, generate_demo_dataset,
                                        load_demo_stats)
 
 
@@ -30,7 +30,7 @@ def parse_args() -> argparse.Namespace:
                         help='seed of the labelled/unlabelled split')
     parser.add_argument('--force', action='store_true',
                         help='regenerate even if up-to-date outputs exist')
-    parser.add_argument('--quiet', action='store_true',
+    parser.add_argument('--no-progress', action='store_true',
                         help='no progress bar')
     parser.add_argument('--no-reference-check', action='store_true',
                         help='use the data even if its checksum differs from the reference '
@@ -45,7 +45,7 @@ def main() -> None:
         args.out, seed=args.seed, num_train=args.num_train,
         num_val=args.num_val, image_size=args.image_size,
         labeled_percent=args.labeled_percent, split_seed=args.split_seed,
-        force=args.force, progress=not args.quiet,
+        force=args.force, progress=not args.no_progress,
         check_reference=not args.no_reference_check)
     elapsed = time.perf_counter() - start
     if not info.regenerated:

@@ -42,7 +42,7 @@ STAGES: List[Dict] = [
     dict(name='s4m', row='s4m', load_from='s4m_stage1', after=['sam_cache'],
          config=DEMO + 's4m_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'),
     dict(name='semi', row='semi', load_from='sup',
-         config=DEMO + 'semi_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'),
+         config=DEMO + 'gd_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'),
     # Refinement alone (no ARP, no calibration): an ablation row, run with `--stages
     # s4m_refine` or `--all`; benchmarks/ablation.py reports it over 3 seeds.
     dict(name='s4m_refine', row='s4m_refine', load_from='s4m_stage1', after=['sam_cache'],

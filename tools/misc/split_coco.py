@@ -13,7 +13,7 @@ frame key, so ``*_gtFine_instanceIds.png`` lines match
 
     python tools/misc/split_coco.py --data-root data/cityscapes \
         --ann-file annotations/instancesonly_filtered_gtFine_train.json \
-        --labeled-list ../shared/data/cityscapes_splits/perc_5.txt
+        --labeled-list data_splits/cityscapes/perc_5.txt
 
 Outputs ``{prefix}.{seed}@{percent}[-unlabeled].json`` or
 ``{prefix}.{list stem}[-unlabeled].json``.

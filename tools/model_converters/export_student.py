@@ -6,7 +6,8 @@ keys; SAM is never part of it). This tool writes
 * ``OUT``: ``{'state_dict': <the chosen network, prefix removed>, 'meta': {...}}`` with a
   minimal meta (``dataset_meta`` for class names, the mmdet version, where it came from);
 * ``<OUT without extension>.py``: a plain mmdet config for it, derived from the semi
-  config (``--config``, or the config text the runner stored in the checkpoint meta): the
+  config (the optional third argument, else the config text the runner stored in the
+  checkpoint meta): the
   ``detector`` becomes ``model`` (with its data preprocessor), ``default_scope='mmdet'``,
   test/val loops are mmengine's ``TestLoop``/``ValLoop``, and every mmssis type is replaced
   by its closest MMDetection ancestor (``CheckedCocoDataset`` -> ``CocoDataset``,
@@ -16,14 +17,17 @@ keys; SAM is never part of it). This tool writes
 so that MMDetection's own ``tools/test.py`` evaluates it::
 
     python tools/model_converters/export_student.py work_dirs/semi/iter_300.pth \\
-        work_dirs/semi/student.pth --which student \\
-        --config configs/demo/semi_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py
+        work_dirs/semi/student.pth \\
+        configs/demo/gd_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py --which student
     MMDET=$(python -c 'import mmdet, os; print(os.path.dirname(mmdet.__file__))')
     PYTHONPATH=. python $MMDET/.mim/tools/test.py work_dirs/semi/student.py \\
         work_dirs/semi/student.pth
 
-(``mmssis`` must be importable for the ``custom_imports``; the ``PYTHONPATH`` above makes
-the repository's copy win.)
+A model of mmdet types only (the paper and custom configs: ResNet, FPN, Mask R-CNN,
+Mask2Former) exports to a config mmdet alone loads. The demo models' EfficientNet-Lite0
+backbone has no mmdet counterpart: their exported config imports mmssis through
+``custom_imports`` (the tool says which case it wrote; the ``PYTHONPATH`` above makes the
+repository's copy of mmssis win).
 """
 from __future__ import annotations
 
@@ -51,10 +55,18 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         description='Export the student (or teacher) of a semi checkpoint for mmdet')
     parser.add_argument('checkpoint', help='SemiMaskDetector checkpoint (student./teacher.)')
     parser.add_argument('out', help='output checkpoint path (.pth)')
+    parser.add_argument('config', nargs='?', default=None,
+                        help='the semi config (default: the config text stored in the '
+                        'checkpoint meta by the runner)')
     parser.add_argument('--which', choices=['student', 'teacher'], default='student')
-    parser.add_argument('--config', help='the semi config (default: the config text stored '
-                        'in the checkpoint meta by the runner)')
-    return parser.parse_args(argv)
+    # the earlier spelling, kept so existing commands run
+    parser.add_argument('--config', dest='config_opt', help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.config_opt:
+        if args.config:
+            parser.error('give the config once (positional)')
+        args.config = args.config_opt
+    return args
 
 
 # ----------------------------------------------------------------------------------------
@@ -298,12 +310,19 @@ def main(argv: Optional[Sequence[str]] = None) -> Tuple[str, Optional[str]]:
     print(f'exported the {args.which} ({len(ckpt["state_dict"])} tensors) to {args.out}')
     semi_cfg = _semi_config(args)
     if semi_cfg is None:
-        print('no --config and no config text in the checkpoint meta: no plain config '
+        print('no config given and no config text in the checkpoint meta: no plain config '
               'written')
         return args.out, None
     cfg_path = config_path_for(args.out)
     for note in write_plain_config(semi_cfg, cfg_path):
         print(f'config: {note}')
+    imports = (Config.fromfile(cfg_path).get('custom_imports') or {}).get('imports')
+    if imports:
+        print(f'config: needs mmssis installed to load: it keeps mmssis types without an '
+              f'mmdet counterpart (custom_imports {imports}; the demo models\' '
+              'EfficientNet-Lite0 backbone is one)')
+    else:
+        print('config: plain mmdet (no mmssis type): mmdet alone loads and evaluates it')
     print(cfg_path)
     return args.out, cfg_path
 

@@ -12,12 +12,12 @@
 # which writes annotations/instancesonly_filtered_gtFine_{train,val,test}.json (RLE masks,
 # category ids = Cityscapes label ids 24-33 of the 8 classes below; crowd regions iscrowd=1).
 # Labelled/unlabelled splits from the fixed S4M / Guided Distillation lists
-# (data_splits/cityscapes/perc_{5,10,20,30}.txt of cvlab-kaist/S4M, a copy in
-# ../shared/data/cityscapes_splits/):
+# (data_splits/cityscapes/perc_{5,10,20,30}.txt of cvlab-kaist/S4M, shipped in
+# data_splits/cityscapes/):
 #   python tools/misc/split_coco.py --data-root data/cityscapes \
 #       --ann-file annotations/instancesonly_filtered_gtFine_train.json \
 #       --out-dir data/cityscapes/semi_anns \
-#       --labeled-list ../shared/data/cityscapes_splits/perc_{5,10,20,30}.txt
+#       --labeled-list data_splits/cityscapes/perc_{5,10,20,30}.txt
 # -> semi_anns/instancesonly_filtered_gtFine_train.perc_{5,...}[-unlabeled].json
 #
 # Training augmentation, as the official `mask_former_instance` mapper: shorter side drawn

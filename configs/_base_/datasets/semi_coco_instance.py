@@ -81,7 +81,7 @@ unlabeled_dataset = dict(
 # S4M / Guided Distillation COCO stage 2: 12 labelled + 12 unlabelled images per iteration
 # (`scripts/coco/train_student.sh`: SOLVER.IMS_PER_BATCH 12 for each of the two loaders),
 # i.e. 4 GPUs x (3 + 3). `source_ratio` is per GPU and must sum to `batch_size`
-# (see mmssis.datasets.sampler_check.check_semi_sampler).
+# (see mmssis.utils.sampler_check.check_semi_sampler).
 batch_size = 6
 source_ratio = [3, 3]
 train_dataloader = dict(

@@ -72,3 +72,32 @@ train_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='GroupMultiSourceSampler', batch_size=batch_size, source_ratio=[2, 2]),
     dataset=dict(type='ConcatDataset', datasets=[labeled_dataset, unlabeled_dataset]))
+
+# Confidence calibration on the demo (read by ConfidenceCalibrationHook by name from the
+# run's config): the labelled split with the *test* pipeline plus GT (Resize, then
+# LoadAnnotations: GT masks stay at ori_shape). The stage-1 teacher was trained on these
+# images, so its precision there is optimistic; with more labelled data, hold a slice out.
+calibration_dataloader = dict(
+    batch_size=4,
+    num_workers=0,
+    persistent_workers=False,
+    drop_last=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type={{_base_.dataset_type}},
+        data_root={{_base_.data_root}},
+        metainfo={{_base_.metainfo}},
+        ann_file='annotations/instances_train.1@8.json',
+        data_prefix=dict(img='images/'),
+        test_mode=True,
+        pipeline={{_base_.test_pipeline}},
+        backend_args={{_base_.backend_args}}))
+# Every 100 iterations (and before the first one) the teacher predicts on 24 labelled
+# images; each class gets the lowest threshold whose pseudo-labels reach 80 % precision
+# (mask IoU >= 0.5), within [0.3, 0.95]; classes with too few detections keep
+# model.semi_train_cfg.score_thr. Add it with `custom_hooks = _base_.custom_hooks +
+# [_base_.demo_calibration_hook]`.
+demo_calibration_hook = dict(
+    type='ConfidenceCalibrationHook', dataloader='calibration_dataloader', interval=100,
+    max_images=24, target_precision=0.8, min_thr=0.3, max_thr=0.95, iou_thr=0.5,
+    default_thr=None, start_iter=0, calibrate_at_start=True)

@@ -20,3 +20,9 @@ default_hooks = dict(
     logger=dict(interval=50),
     checkpoint=dict(by_epoch=False, interval=4000, max_keep_ckpts=3, save_last=True))
 log_processor = dict(window_size=50)
+
+# The recipe: 8 GPUs x 2 images per iteration (global batch 16, the batch the
+# learning rate belongs to). `tools/train.py --keep-global-batch` keeps it on other GPU
+# counts; `--auto-scale-lr` scales the learning rate to the actual batch instead.
+recipe_gpus = 8
+auto_scale_lr = dict(base_batch_size=16)

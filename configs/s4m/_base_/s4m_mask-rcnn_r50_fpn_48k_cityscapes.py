@@ -1,10 +1,10 @@
-# S4M stage 2 on `semi_mask-rcnn_r50_fpn_48k_cityscapes.py` (the semi-supervised recipe without SAM): SAM 2 Hiera-L
+# S4M stage 2 on `gd_mask-rcnn_r50_fpn_48k_cityscapes.py` (the semi-supervised recipe without SAM): SAM 2 Hiera-L
 # pseudo-mask refinement, ARP (static placement, as the official Cityscapes runs) and
 # the student's strong augmentation applied to the batch after ARP. Settings and their
 # sources: `configs/_base_/s4m_parts.py`. The teacher is the S4M stage-1 checkpoint
 # (`s4m-distill_*`), given as `load_from`; it never sees mixed images.
 # SAM: the `_base_` line of `configs/_base_/s4m_parts.py` (SAM 2 Hiera-L).
-_base_ = ['./semi_mask-rcnn_r50_fpn_48k_cityscapes.py', '../../_base_/s4m_parts.py']
+_base_ = ['./gd_mask-rcnn_r50_fpn_48k_cityscapes.py', '../../_base_/s4m_parts.py']
 
 # The student branch is geometry-only; its photometric augmentation runs on the mixed batch.
 unsup_pipeline = [*_base_.unsup_pipeline[:-1], _base_.s4m_unsup_branches]

@@ -8,22 +8,11 @@ ground truth, and sets ``model.class_score_thr`` (read by
 ``SemiMaskDetector.filter_pseudo_instances``) to the lowest threshold per class whose
 pseudo-labels reach ``target_precision`` (:func:`mmssis.evaluation.select_thresholds`).
 
-Candidates are produced exactly like the detector's pseudo-labels
-(:func:`~mmssis.models.detectors.pseudo_labels.teacher_pseudo_instances` on the
-preprocessed batch, masks ``sigmoid(mask_logits) >= mask_thr``, instances with mask area
-``<= min_mask_area`` in the teacher frame dropped) but *without* the score filter.
-
-Coordinate frames: candidate masks live in the teacher input frame (``img_shape``). The
-ground-truth ``BitmapMasks`` of a sample are in
-
-* ``img_shape`` when the pipeline loads annotations *before* ``Resize`` (compared as is);
-* ``ori_shape`` when it loads them *after* ``Resize`` (the demo/mmdet test pipelines):
-  the candidate mask logits are resized bilinearly to ``ori_shape`` first, as mmdet does
-  for ``rescale=True`` predictions;
-* a padded frame (``pad_shape``) when the pipeline pads: the ground truth is cropped to
-  the top-left ``img_shape`` (mmdet pads bottom/right).
-
-Test-time flips or other geometry beyond resize/pad are not supported.
+Candidates are the detector's own pseudo-label candidates
+(:func:`mmssis.apis.calibration_records`: :meth:`SemiMaskDetector.pseudo_label` without
+SAM, its mask filter but not its score threshold), compared with the ground truth in the
+ground truth's frame (:func:`mmssis.structures.align_to_gt_frame`, the same frame rule as
+the pseudo-label quality metric).
 """
 import copy
 import logging
@@ -34,30 +23,20 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from mmengine.dist import all_gather_object, get_world_size, is_main_process
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
-from mmengine.structures import InstanceData
-from torch import Tensor
 
-from mmssis.evaluation.calibration import (match_detections, per_class_calibration,
-                                           precision_curve, select_thresholds)
-from mmssis.models.detectors.pseudo_labels import teacher_pseudo_instances
+from mmssis.apis.pseudo_labels import Records, calibration_records
+from mmssis.evaluation.calibration import per_class_calibration, precision_curve, select_thresholds
 from mmssis.registry import HOOKS
+from mmssis.utils.misc import unwrap_model
+from mmssis.visualization import render_reliability_figure
 
 #: Key under ``checkpoint['meta']`` holding the hook state.
 CKPT_META_KEY = 'calibration'
 #: Key of the same state in ``runner.message_hub`` runtime info.
 MESSAGE_HUB_INFO_KEY = 'calibration'
-
-Records = Dict[str, np.ndarray]
-
-
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The bare model behind a DDP/FSDP-style wrapper."""
-    return model.module if is_model_wrapper(model) else model
 
 
 def teacher_fingerprint(teacher: torch.nn.Module) -> Tuple[float, ...]:
@@ -70,142 +49,6 @@ def teacher_fingerprint(teacher: torch.nn.Module) -> Tuple[float, ...]:
         return tuple(float(t.detach().double().sum())
                      for t in list(teacher.parameters()) + list(teacher.buffers())
                      if t.is_floating_point())
-
-
-def _prob_to_logit(prob: float) -> float:
-    prob = min(max(prob, 1e-6), 1 - 1e-6)
-    return math.log(prob / (1 - prob))
-
-
-def candidates_in_gt_frame(logits: Tensor, img_shape: Tuple[int, int],
-                           ori_shape: Tuple[int, int],
-                           gt_hw: Tuple[int, int]) -> Tuple[Tensor, Tuple[int, int]]:
-    """Bring candidate mask logits into the ground-truth frame (see module docstring).
-
-    Args:
-        logits: (N, H_img, W_img) mask logits in the teacher ``img_shape`` frame.
-        img_shape: ``(H_img, W_img)`` of the sample.
-        ori_shape: ``(H_ori, W_ori)`` of the sample.
-        gt_hw: ``(H_gt, W_gt)`` of the sample's ground-truth masks.
-
-    Returns:
-        The logits in the comparison frame and the ``(h, w)`` crop to apply to the
-        ground-truth masks (equal to ``gt_hw`` unless the ground truth is padded).
-    """
-    img_shape, ori_shape, gt_hw = tuple(img_shape[:2]), tuple(ori_shape[:2]), tuple(gt_hw)
-    if gt_hw == img_shape:
-        return logits, gt_hw
-    if gt_hw == ori_shape:
-        if len(logits) == 0:
-            return logits.new_zeros((0, *ori_shape)), gt_hw
-        resized = F.interpolate(logits[:, None].float(), size=ori_shape, mode='bilinear',
-                                align_corners=False)[:, 0]
-        return resized, gt_hw
-    if gt_hw[0] >= img_shape[0] and gt_hw[1] >= img_shape[1]:
-        return logits, img_shape
-    raise ValueError(f'ground-truth masks of size {gt_hw} match neither img_shape '
-                     f'{img_shape} nor ori_shape {ori_shape}')
-
-
-@torch.no_grad()
-def calibration_records(model: torch.nn.Module, data: dict, iou_thr: float = 0.5,
-                        min_score: float = 0.0) -> Records:
-    """Teacher candidates of one batch with their correctness against the ground truth.
-
-    Args:
-        model: The bare semi-supervised detector (``teacher``, ``data_preprocessor``,
-            optional ``semi_train_cfg`` with ``mask_thr`` / ``min_mask_area``).
-        data: A dataloader batch (``inputs`` list, ``data_samples`` with ``gt_instances``
-            holding ``labels`` and ``masks``).
-        iou_thr: Mask IoU of a correct detection.
-        min_score: Candidates scoring below this are ignored (e.g. the many near-zero
-            Mask2Former queries).
-
-    Returns:
-        ``scores`` (K,) float, ``labels`` (K,) int64 and ``correct`` (K,) bool over all
-        kept candidates of the batch.
-    """
-    cfg = getattr(model, 'semi_train_cfg', None) or {}
-    logit_thr = _prob_to_logit(float(cfg.get('mask_thr', 0.5)))
-    min_area = float(cfg.get('min_mask_area', 0))
-    batch = model.data_preprocessor(data, False)
-    samples = batch['data_samples']
-    candidates: List[InstanceData] = teacher_pseudo_instances(model.teacher, batch['inputs'],
-                                                              samples)
-    scores, labels, correct = [], [], []
-    for inst, sample in zip(candidates, samples):
-        gt = sample.gt_instances
-        if 'masks' not in gt:
-            raise KeyError('ConfidenceCalibrationHook needs ground-truth masks: load them '
-                           "in the calibration pipeline (LoadAnnotations with_mask=True)")
-        area = (inst.mask_logits >= logit_thr).flatten(1).sum(1)
-        inst = inst[(area > min_area) & (inst.scores >= min_score)]
-        gt_masks = gt.masks.to_ndarray() if hasattr(gt.masks, 'to_ndarray') else gt.masks
-        gt_masks = torch.as_tensor(np.asarray(gt_masks)).bool()
-        logits, (h, w) = candidates_in_gt_frame(
-            inst.mask_logits, sample.metainfo['img_shape'], sample.metainfo['ori_shape'],
-            tuple(gt_masks.shape[-2:]))
-        flags = match_detections(logits.cpu() >= logit_thr, inst.labels, inst.scores,
-                                 gt_masks[:, :h, :w], gt.labels, iou_thr)
-        scores.append(inst.scores.float().cpu().numpy())
-        labels.append(inst.labels.cpu().numpy().astype(np.int64))
-        correct.append(flags)
-    return dict(scores=np.concatenate(scores or [np.zeros(0)]).astype(np.float64),
-                labels=np.concatenate(labels or [np.zeros(0, np.int64)]),
-                correct=np.concatenate(correct or [np.zeros(0, bool)]))
-
-
-def render_reliability_figure(calib: dict, thresholds: np.ndarray,
-                              curves: Sequence[dict], class_names: Sequence[str],
-                              target_precision: float, title: str,
-                              path: Optional[str] = None) -> np.ndarray:
-    """Reliability diagram + precision-vs-threshold curves as an RGB image.
-
-    Args:
-        calib: Output of :func:`~mmssis.evaluation.per_class_calibration`.
-        thresholds: (C,) selected thresholds.
-        curves: C outputs of :func:`~mmssis.evaluation.precision_curve`.
-        class_names: C names.
-        target_precision: Drawn as a horizontal line.
-        title: Figure title.
-        path: Also save the figure as PNG here if given.
-
-    Returns:
-        (H, W, 3) uint8 RGB image.
-    """
-    # Figure + Agg canvas (no pyplot): no global state, works whatever MPLBACKEND says.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(10, 4.5), dpi=80)
-    canvas = FigureCanvasAgg(fig)
-    ax_rel, ax_prec = fig.subplots(1, 2)
-    curve = calib['curve']
-    centers = (curve['edges'][:-1] + curve['edges'][1:]) / 2
-    width = curve['edges'][1] - curve['edges'][0]
-    ax_rel.bar(centers, np.nan_to_num(curve['accuracy']), width=width * 0.9, alpha=0.35,
-               color='gray', edgecolor='black', label=f"all (ECE {calib['ece']:.3f})")
-    for name, ccurve, ece in zip(class_names, calib['class_curves'], calib['class_ece']):
-        if np.isfinite(ece):
-            ax_rel.plot(ccurve['confidence'], ccurve['accuracy'], marker='o', ms=3,
-                        label=f'{name} ({ece:.3f})')
-    ax_rel.plot([0, 1], [0, 1], 'k--', lw=1)
-    ax_rel.set(xlim=(0, 1), ylim=(0, 1), xlabel='confidence (score)',
-               ylabel='accuracy (mask IoU match)', title='reliability')
-    ax_rel.legend(fontsize=7, loc='upper left')
-    for i, (name, pcurve) in enumerate(zip(class_names, curves)):
-        line, = ax_prec.plot(pcurve['thresholds'], pcurve['precision'], label=name)
-        ax_prec.axvline(thresholds[i], color=line.get_color(), ls=':', lw=1)
-    ax_prec.axhline(target_precision, color='k', ls='--', lw=1)
-    ax_prec.set(xlim=(0, 1), ylim=(0, 1.02), xlabel='threshold t',
-                ylabel='precision of score >= t', title='precision (dotted: chosen t)')
-    ax_prec.legend(fontsize=7, loc='lower right')
-    fig.suptitle(title)
-    fig.tight_layout()
-    canvas.draw()
-    image = np.asarray(canvas.buffer_rgba())[..., :3].copy()
-    if path is not None:
-        fig.savefig(path)
-    return image
 
 
 @HOOKS.register_module()
@@ -332,7 +175,7 @@ class ConfidenceCalibrationHook(Hook):
     def _apply(self, runner) -> None:
         """Set ``model.class_score_thr`` from the state and mirror it in the message hub."""
         if self.thresholds is not None:
-            _unwrap(runner.model).class_score_thr = torch.tensor(self.thresholds,
+            unwrap_model(runner.model).class_score_thr = torch.tensor(self.thresholds,
                                                                  dtype=torch.float32)
         runner.message_hub.update_info(MESSAGE_HUB_INFO_KEY, self.state_dict())
 
@@ -350,7 +193,7 @@ class ConfidenceCalibrationHook(Hook):
         self._loaded_state = dict(state) if state is not None else None
 
     def before_train(self, runner) -> None:
-        model = _unwrap(runner.model)
+        model = unwrap_model(runner.model)
         if not isinstance(getattr(model, 'teacher', None), torch.nn.Module):
             raise AttributeError('ConfidenceCalibrationHook needs model.teacher (nn.Module)')
         self._reset_state()
@@ -367,7 +210,7 @@ class ConfidenceCalibrationHook(Hook):
                          outputs=None) -> None:
         step = runner.iter + 1
         if step >= self.start_iter and (step - self.start_iter) % self.interval == 0:
-            teacher = _unwrap(runner.model).teacher
+            teacher = unwrap_model(runner.model).teacher
             if (self.thresholds is not None
                     and teacher_fingerprint(teacher) == self._fingerprint):
                 # A frozen teacher (before burn-in) scores the slice exactly as before.
@@ -427,7 +270,7 @@ class ConfidenceCalibrationHook(Hook):
     @torch.no_grad()
     def calibrate(self, runner, step: int) -> Dict:
         """Run one calibration after ``step`` optimizer steps; returns the new state."""
-        model = _unwrap(runner.model)
+        model = unwrap_model(runner.model)
         teacher = model.teacher
         was_training = teacher.training
         teacher.eval()

@@ -5,7 +5,8 @@ from typing import Dict, Optional, Union
 
 from mmengine.hooks import Hook
 
-from mmssis.evaluation.pseudo_label_quality import evaluate_pseudo_labels, format_quality_table
+from mmssis.apis.pseudo_labels import evaluate_pseudo_labels
+from mmssis.evaluation import format_quality_table
 from mmssis.registry import HOOKS
 
 DATA_BATCH = Optional[Union[dict, tuple, list]]

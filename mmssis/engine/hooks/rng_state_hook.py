@@ -49,9 +49,9 @@ import torch
 from mmengine.dist import all_gather_object, get_rank, get_world_size
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 
 from mmssis.registry import HOOKS
+from mmssis.utils.misc import unwrap_model
 
 #: Key under ``checkpoint['meta']``.
 CKPT_META_KEY = 'rng_state'
@@ -232,7 +232,7 @@ class RngStateHook(Hook):
     # ------------------------------------------------------------------ capture
     @staticmethod
     def _bare(runner) -> Any:
-        return runner.model.module if is_model_wrapper(runner.model) else runner.model
+        return unwrap_model(runner.model)
 
     def capture(self, runner) -> State:
         """This process' global and component generator states."""

@@ -29,9 +29,9 @@ import torch
 import torch.nn as nn
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 
 from mmssis.registry import HOOKS
+from mmssis.utils.misc import unwrap_model
 
 #: Key under ``checkpoint['meta']`` holding the schedule state.
 CKPT_META_KEY = 'teacher_schedule'
@@ -53,11 +53,6 @@ def freeze_teacher(teacher: nn.Module) -> None:
     """
     for param in teacher.parameters():
         param.requires_grad_(False)
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """Return the bare model behind a DDP/FSDP-style wrapper."""
-    return model.module if is_model_wrapper(model) else model
 
 
 def _paired_tensors(teacher: nn.Module, student: nn.Module,
@@ -243,7 +238,7 @@ class TeacherScheduleHook(Hook):
 
         Never modifies the teacher's weights.
         """
-        model = _unwrap(runner.model)
+        model = unwrap_model(runner.model)
         for attr in ('teacher', 'student'):
             if not isinstance(getattr(model, attr, None), nn.Module):
                 raise AttributeError(f'TeacherScheduleHook needs model.{attr} (nn.Module)')
@@ -280,7 +275,7 @@ class TeacherScheduleHook(Hook):
                          outputs=None) -> None:
         """Apply the schedule after optimizer step ``runner.iter + 1``."""
         step = runner.iter + 1
-        model = _unwrap(runner.model)
+        model = unwrap_model(runner.model)
         effective_momentum = 1.0  # weight kept by the old teacher this step
         if not self.burned_in:
             if step >= self.burn_in_iters:

@@ -16,11 +16,10 @@ Coordinate frame and domain:
   ``(N, H_m, W_m)`` tensor) at the student ``img_shape`` or padded to
   ``batch_input_shape`` (Mask2Former students); whatever size they have is kept. Pixel
   ``(row i, col j)`` is the square ``[j, j + 1) x [i, i + 1)`` (see
-  :mod:`mmssis.models.utils.mask_projection`); boxes are recomputed from masks with
+  :mod:`mmssis.structures`); boxes are recomputed from masks with
   :func:`masks_to_boxes` (``x2 = last column + 1``).
 * Pasted content is confined to the destination's ``img_shape`` (never into padding).
 """
-import random
 import warnings
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -32,13 +31,26 @@ from mmdet.structures.mask import BitmapMasks
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from mmssis.models.utils.mask_projection import masks_to_boxes
-from mmssis.models.utils.sam_pseudo_refiner import denormalize_views
-from mmssis.registry import MODELS, TRANSFORMS
+from mmssis.structures import masks_to_boxes
+from mmssis.registry import MODELS
 
 
 class ARPNoOpWarning(UserWarning):
     """ARP cannot mix: fewer than two unlabelled images per process."""
+
+
+class MixResult(NamedTuple):
+    """Output of :class:`ARPInstanceMixer`.
+
+    Attributes:
+        inputs: ``(B, 3, H_pad, W_pad)`` student images after mixing.
+        samples: ``B`` samples; mixed ones are new samples with new ``gt_instances``.
+        stats: ``arp_pairs`` (image pairs mixed), ``arp_pasted`` (instances pasted and
+            kept), ``arp_dropped`` (destination instances occluded away).
+    """
+    inputs: Tensor
+    samples: SampleList
+    stats: Dict[str, int]
 
 
 class PasteResult(NamedTuple):
@@ -201,26 +213,6 @@ def _like_masks(template, masks: Tensor):
     return masks.to(device=template.device, dtype=template.dtype)
 
 
-def _cat_field(a, b):
-    """Concatenate two per-instance fields of the same kind (tensor, array, list)."""
-    if isinstance(a, BaseBoxes):
-        return type(a).cat([a, b.to(a.device)])
-    if isinstance(a, Tensor):
-        return torch.cat([a, b.to(a.device, a.dtype)])
-    if isinstance(a, np.ndarray):
-        return np.concatenate([a, b])
-    return list(a) + list(b)
-
-
-def _index_field(value, rows: Tensor):
-    """Select instances ``rows`` (long CPU tensor, in that order) of a per-instance field."""
-    if isinstance(value, (Tensor, BaseBoxes)):
-        return value[rows.to(value.device)]
-    if isinstance(value, np.ndarray):
-        return value[rows.numpy()]
-    return [value[r] for r in rows.tolist()]
-
-
 @MODELS.register_module()
 class ARPInstanceMixer:
     """S4M's ARP: swap large pseudo-instances between random pairs of student images.
@@ -256,12 +248,6 @@ class ARPInstanceMixer:
             over all positions that keep it inside the destination; ``'static'`` (official
             S4M, Cityscapes ``--aug_static``): same position and scale as in the source
             (``scale_range`` and ``max_translate`` are ignored).
-        photometric: Optional list of mmdet/mmcv transform configs (e.g.
-            ``dict(type='Brightness', prob=0.5)``, ``dict(type='PhotoMetricDistortion')``)
-            applied to each mixed image: de-normalised to uint8 BGR (as mmcv loads it),
-            transformed inside its ``img_shape``, re-normalised. ``None`` (default): the
-            student view already carries the pipeline's strong photometric augmentation.
-            Needs ``data_preprocessor`` at call time.
         min_kept_area: Occluded/pasted instances left with fewer pixels are dropped
             (default 5, as ``SemiMaskDetector``'s ``min_mask_area``); instances the mixing
             did not touch are always kept.
@@ -278,7 +264,6 @@ class ARPInstanceMixer:
                  max_translate: float = 0.2,
                  prob: float = 1.0,
                  placement: str = 'relative',
-                 photometric: Optional[List[dict]] = None,
                  min_kept_area: int = 5,
                  seed: Optional[int] = None) -> None:
         if num_pairs is not None:
@@ -301,16 +286,8 @@ class ARPInstanceMixer:
         self.prob = float(prob)
         self.min_kept_area = int(min_kept_area)
         self.seed = seed
-        self.photometric = [TRANSFORMS.build(t) if isinstance(t, dict) else t
-                            for t in (photometric or [])]
         self._rng = np.random.default_rng(seed) if seed is not None else None
         self._warned = False
-        self.last_stats: Dict[str, float] = self._empty_stats()
-
-    # ------------------------------------------------------------------------------
-    @staticmethod
-    def _empty_stats() -> Dict[str, float]:
-        return dict(arp_pairs=0, arp_pasted=0, arp_dropped=0)
 
     @property
     def rng(self) -> np.random.Generator:
@@ -340,32 +317,28 @@ class ARPInstanceMixer:
                 ARPNoOpWarning, stacklevel=3)
 
     # ------------------------------------------------------------------------------
-    def __call__(self,
-                 batch_inputs: Tensor,
-                 batch_data_samples: SampleList,
-                 data_preprocessor=None) -> Tuple[Tensor, SampleList]:
+    def __call__(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> MixResult:
         """Mix instances between random image pairs of the student batch.
 
         Args:
             batch_inputs: ``(B, 3, H_pad, W_pad)`` normalised student images.
             batch_data_samples: ``B`` samples with ``img_shape`` and ``gt_instances``
                 (``masks``, ``bboxes`` xyxy, ``labels``, optionally ``scores``).
-            data_preprocessor: The detector's (multi-branch) preprocessor; only used for
-                ``photometric`` (mean/std/channel order).
 
         Returns:
-            ``(inputs, samples)``: a new image tensor and a new list in which the mixed
-            samples are shallow copies with new ``gt_instances``; the caller's tensor,
-            samples and instances are not modified. Unmixed calls return the inputs.
+            A :class:`MixResult`: a new image tensor and a new list in which the mixed
+            samples are shallow copies with new ``gt_instances`` (the caller's tensor,
+            samples and instances are not modified; unmixed calls return the inputs), and
+            the counts ``arp_pairs`` / ``arp_pasted`` / ``arp_dropped``.
         """
-        self.last_stats = self._empty_stats()
+        stats = dict(arp_pairs=0, arp_pasted=0, arp_dropped=0)
         batch_size = len(batch_data_samples)
         if batch_size < 2:
             self._warn_once(batch_size)
-            return batch_inputs, batch_data_samples
+            return MixResult(batch_inputs, batch_data_samples, stats)
         rng = self.rng
         if self.prob < 1 and rng.random() >= self.prob:
-            return batch_inputs, batch_data_samples
+            return MixResult(batch_inputs, batch_data_samples, stats)
         num_pairs = self.pairs_for(batch_size)
         order = rng.permutation(batch_size)[:2 * num_pairs].tolist()
         pairs = list(zip(order[0::2], order[1::2]))
@@ -375,29 +348,23 @@ class ARPInstanceMixer:
                  for n, s in enumerate(batch_data_samples)]
         new_inputs = batch_inputs.clone()
         new_samples = list(batch_data_samples)
-        mixed: List[int] = []
         for i, j in pairs:
             for src, dst in ((i, j), (j, i)):
-                inst, pasted = self._mix_into(batch_inputs, batch_data_samples, masks, shapes,
-                                              src, dst, new_inputs, rng)
+                inst = self._mix_into(batch_inputs, batch_data_samples, masks, shapes,
+                                      src, dst, new_inputs, rng, stats)
                 # Shallow copy (data fields shared, metainfo copied): the caller's sample
                 # keeps its gt_instances.
                 new_samples[dst] = batch_data_samples[dst].new()
                 new_samples[dst].gt_instances = inst
-                if pasted:
-                    mixed.append(dst)
-        self.last_stats['arp_pairs'] = len(pairs)
-        if self.photometric and mixed:
-            self._apply_photometric(new_inputs, new_samples, sorted(mixed),
-                                    data_preprocessor, rng)
-        return new_inputs, new_samples
+        stats['arp_pairs'] = len(pairs)
+        return MixResult(new_inputs, new_samples, stats)
 
     def _mix_into(self, batch_inputs: Tensor, samples: SampleList, masks: List[Tensor],
                   shapes: List[Tuple[int, int]], src: int, dst: int, new_inputs: Tensor,
-                  rng: np.random.Generator) -> Tuple[InstanceData, int]:
+                  rng: np.random.Generator, stats: Dict[str, int]) -> InstanceData:
         """Paste ``src``'s large instances onto ``dst``; writes ``new_inputs[dst]``.
 
-        Returns the destination's new ``InstanceData`` and the number of pasted instances.
+        Returns the destination's new ``InstanceData``; adds to ``stats``.
         """
         src_inst, dst_inst = samples[src].gt_instances, samples[dst].gt_instances
         (h_s, w_s), (h_d, w_d) = shapes[src], shapes[dst]
@@ -433,9 +400,9 @@ class ARPInstanceMixer:
                               min_kept_area=self.min_kept_area)
         new_inputs[dst] = res.img
         pasted_rows = chosen[res.pasted_keep]
-        self.last_stats['arp_pasted'] += int(res.pasted_keep.sum())
-        self.last_stats['arp_dropped'] += int((~res.dst_keep).sum())
-        return self._combine(dst_inst, src_inst, res, pasted_rows), len(pasted_rows)
+        stats['arp_pasted'] += int(res.pasted_keep.sum())
+        stats['arp_dropped'] += int((~res.dst_keep).sum())
+        return self._combine(dst_inst, src_inst, res, pasted_rows)
 
     @staticmethod
     def _combine(dst_inst: InstanceData, src_inst: InstanceData, res: PasteResult,
@@ -447,12 +414,10 @@ class ARPInstanceMixer:
         """
         all_masks = torch.cat([res.dst_masks, res.pasted_masks.to(res.dst_masks.device)])
         dst_rows = torch.nonzero(res.dst_keep).flatten()
-        out = InstanceData(metainfo=dst_inst.metainfo)
-        for key in dst_inst.keys():
-            if key in ('masks', 'bboxes') or key not in src_inst:
-                continue
-            out[key] = _cat_field(_index_field(dst_inst[key], dst_rows),
-                                  _index_field(src_inst[key], pasted_rows))
+        keys = [k for k in dst_inst.keys() if k not in ('masks', 'bboxes') and k in src_inst]
+        kept = InstanceData(metainfo=dst_inst.metainfo, **{k: dst_inst[k] for k in keys})
+        pasted = InstanceData(metainfo=dst_inst.metainfo, **{k: src_inst[k] for k in keys})
+        out = InstanceData.cat([kept[dst_rows], pasted[pasted_rows]])
         template = dst_inst.masks if 'masks' in dst_inst else None
         out.masks = _like_masks(template, all_masks.cpu())
         boxes = masks_to_boxes(all_masks)
@@ -465,36 +430,6 @@ class ARPInstanceMixer:
         out.bboxes = boxes
         return out
 
-    def _apply_photometric(self, inputs: Tensor, samples: SampleList, indices: List[int],
-                           data_preprocessor, rng: np.random.Generator) -> None:
-        """Run ``self.photometric`` on the mixed images (in place on ``inputs``)."""
-        if data_preprocessor is None:
-            raise ValueError('ARPInstanceMixer(photometric=...) needs data_preprocessor')
-        pre = getattr(data_preprocessor, 'data_preprocessor', data_preprocessor)
-        for idx in indices:
-            h, w = samples[idx].metainfo['img_shape'][:2]
-            rgb = denormalize_views(inputs[idx:idx + 1], [samples[idx]], data_preprocessor)[0]
-            results = dict(img=np.ascontiguousarray(rgb[..., ::-1]), img_shape=(h, w),
-                           ori_shape=(h, w))
-            # mmdet/mmcv transforms draw from numpy's/python's global generators: seed
-            # them from ours for determinism and restore them so training RNG is untouched.
-            np_state, py_state = np.random.get_state(), random.getstate()
-            draw = int(rng.integers(0, 2**31 - 1))
-            np.random.seed(draw)
-            random.seed(draw)
-            try:
-                for transform in self.photometric:
-                    results = transform(results)
-                    if results is None:
-                        break
-            finally:
-                np.random.set_state(np_state)
-                random.setstate(py_state)
-            if results is None:
-                continue
-            bgr = np.asarray(results['img'])[:h, :w]
-            inputs[idx, :, :h, :w] = _normalise(bgr, pre).to(inputs)
-
 
 def _clamp_start(start: float, size: int, limit: int) -> int:
     """Top-left coordinate of a ``size`` box clamped so it lies inside ``[0, limit]``.
@@ -505,15 +440,3 @@ def _clamp_start(start: float, size: int, limit: int) -> int:
         return (limit - size) // 2
     return int(min(max(int(round(start)), 0), limit - size))
 
-
-def _normalise(bgr: np.ndarray, pre) -> Tensor:
-    """uint8 ``(h, w, 3)`` BGR image -> ``(3, h, w)`` float in the preprocessor's domain.
-
-    Inverse of :func:`denormalize_views` (channel order as the preprocessor produced it).
-    """
-    img = torch.from_numpy(np.ascontiguousarray(bgr)).permute(2, 0, 1).float()
-    if getattr(pre, '_channel_conversion', False):
-        img = img[[2, 1, 0]]
-    if getattr(pre, '_enable_normalize', False):
-        img = (img - pre.mean.detach().cpu().float()) / pre.std.detach().cpu().float()
-    return img

@@ -17,12 +17,8 @@ from torch import Tensor
 
 from mmdet.structures import SampleList
 
+#: Probabilities are clamped to ``[_EPS, 1 - _EPS]`` before ``torch.logit``.
 _EPS = 1e-4
-
-
-def _prob_to_logit(prob: Tensor) -> Tensor:
-    prob = prob.clamp(_EPS, 1 - _EPS)
-    return torch.log(prob) - torch.log1p(-prob)
 
 
 @torch.no_grad()
@@ -51,10 +47,27 @@ def maskrcnn_pseudo_instances(teacher: torch.nn.Module, batch_inputs: Tensor,
     out = []
     for sample in results:
         pred = sample.pred_instances
-        prob = pred.masks.float() / 255.0
+        prob = _at_img_shape(pred.masks.float() / 255.0, sample.metainfo['img_shape'][:2])
         out.append(InstanceData(bboxes=pred.bboxes.float(), labels=pred.labels,
-                                scores=pred.scores, mask_logits=_prob_to_logit(prob)))
+                                scores=pred.scores, mask_logits=torch.logit(prob, eps=_EPS)))
     return out
+
+
+def _at_img_shape(masks: Tensor, img_shape) -> Tensor:
+    """``(N, H', W')`` masks pasted by mmdet -> ``(N, h, w)`` at the view's ``img_shape``.
+
+    With ``rescale=False`` mmdet's ``FCNMaskHead`` pastes on a canvas of
+    ``round(ori_shape * scale_factor)``: the resized image *before* a crop (LSJ), while the
+    boxes, and so the pasted masks, are in the cropped view's frame. The view is the
+    canvas' top-left ``img_shape``; a canvas smaller than it (rounding) is zero-padded.
+    """
+    h, w = int(img_shape[0]), int(img_shape[1])
+    masks = masks[:, :h, :w]
+    if masks.shape[1:] != (h, w):
+        out = masks.new_zeros((masks.shape[0], h, w))
+        out[:, :masks.shape[1], :masks.shape[2]] = masks
+        masks = out
+    return masks
 
 
 @torch.no_grad()

@@ -26,6 +26,7 @@ Two-stage schedule: ``load_from`` a *plain* (stage-1, single detector) checkpoin
 teacher only; the student keeps its ImageNet backbone initialisation. A checkpoint with
 ``teacher.``/``student.`` keys (resume) loads both as saved.
 """
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
@@ -39,9 +40,53 @@ from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from mmssis.models.utils.mask_projection import masks_to_boxes, project_instance_masks
+from mmssis.models.utils.sam_pseudo_refiner import view_normalization
 from mmssis.registry import MODELS
+from mmssis.structures import masks_to_boxes, project_instance_masks
 from .pseudo_labels import teacher_pseudo_instances
+
+@dataclass
+class PseudoLabelRecord:
+    """Every stage of the pseudo-labels of one unlabelled batch (:meth:`SemiMaskDetector.
+    pseudo_label`).
+
+    Frames: ``candidates``, ``kept``, ``ignored`` and ``refined`` are in the teacher view
+    (masks at each teacher sample's ``img_shape``, boxes xyxy in that view);
+    ``student_samples[i].gt_instances`` are in the student view (projected with the views'
+    homographies, then mixed by ARP), ``student_inputs`` the (mixed, augmented) images.
+
+    Attributes:
+        teacher_inputs: ``(B, 3, H_pad, W_pad)`` normalised teacher-view images.
+        teacher_samples: Their samples (with a student view: ``gt_instances`` = the
+            teacher-view pseudo-labels, ``refined`` when SAM ran, else ``kept``; without
+            one they are left unchanged, e.g. keeping their ground truth).
+        candidates: Per image, every teacher detection: ``bboxes``, ``labels``,
+            ``scores``, ``mask_logits`` (N, h, w).
+        kept: Per image, the candidates that pass the score / mask-area filter, with
+            bool ``masks`` (N', h, w) and boxes of those masks.
+        ignored: Per image, the uncertain detections (``ignore_score_thr``) or ``None``.
+        refined: Per image, ``kept`` after SAM refinement (``None`` without SAM).
+        student_inputs: ``(B, 3, H_pad, W_pad)`` student images (``None`` when the record
+            stops at the teacher view).
+        student_samples: The student samples with the pseudo-labels as ``gt_instances``.
+        stats: Logged statistics (pseudo-labels per image, SAM and ARP counts).
+    """
+
+    teacher_inputs: Tensor
+    teacher_samples: SampleList
+    candidates: List[InstanceData]
+    kept: List[InstanceData]
+    ignored: List[Optional[InstanceData]]
+    refined: Optional[List[InstanceData]] = None
+    student_inputs: Optional[Tensor] = None
+    student_samples: Optional[SampleList] = None
+    stats: Dict[str, float] = field(default_factory=dict)
+
+    @property
+    def pseudo_instances(self) -> List[InstanceData]:
+        """The teacher-view pseudo-labels the student is given (before projection)."""
+        return self.refined if self.refined is not None else self.kept
+
 
 DEFAULT_SEMI_TRAIN_CFG = dict(
     freeze_teacher=True,
@@ -96,7 +141,8 @@ class SemiMaskDetector(SemiBaseDetector):
             object.__setattr__(self, '_sam_refiner', MODELS.build(cfg['sam_refiner']))
         if cfg.get('instance_mixer'):
             object.__setattr__(self, '_instance_mixer', MODELS.build(cfg['instance_mixer']))
-        self._last_pseudo_stats: Dict[str, float] = {}
+        self._keep_record = False
+        self._record: Optional[PseudoLabelRecord] = None
 
     # ----------------------------------------------------------------------------------
     # properties
@@ -147,26 +193,84 @@ class SemiMaskDetector(SemiBaseDetector):
         losses = dict()
         losses.update(**self.loss_by_gt_instances(multi_batch_inputs['sup'],
                                                   multi_batch_data_samples['sup']))
-        teacher_samples, batch_info = self.get_pseudo_instances(
-            multi_batch_inputs['unsup_teacher'], multi_batch_data_samples['unsup_teacher'])
-        student_inputs = multi_batch_inputs['unsup_student']
-        student_samples = self.project_pseudo_instances(
-            teacher_samples, multi_batch_data_samples['unsup_student'])
-        if self._instance_mixer is not None:
-            student_inputs, student_samples = self._instance_mixer(
-                student_inputs, student_samples, data_preprocessor=self.data_preprocessor)
-            batch_info.update(getattr(self._instance_mixer, 'last_stats', None) or {})
-        if self._student_augment is not None:
+        record = self.pseudo_label(
+            multi_batch_inputs['unsup_teacher'], multi_batch_data_samples['unsup_teacher'],
+            multi_batch_inputs['unsup_student'], multi_batch_data_samples['unsup_student'])
+        if self._keep_record:
+            self._record, self._keep_record = record, False
+        losses.update(**self.loss_by_pseudo_instances(record.student_inputs,
+                                                      record.student_samples, record.stats))
+        return losses
+
+    # ----------------------------------------------------------------------------------
+    # the pseudo-label path (one implementation: training, calibration, quality, drawing)
+    @torch.no_grad()
+    def pseudo_label(self, teacher_inputs: Tensor, teacher_samples: SampleList,
+                     student_inputs: Optional[Tensor] = None,
+                     student_samples: Optional[SampleList] = None, refine=True,
+                     mix=True) -> PseudoLabelRecord:
+        """Teacher -> filter -> SAM refinement -> projection -> ARP -> student augmentation.
+
+        Args:
+            teacher_inputs: ``(B, 3, H_pad, W_pad)`` normalised weak (teacher) views.
+            teacher_samples: Their samples (``img_shape``, ``img_path``, homography ...);
+                with a student view they receive the teacher-view pseudo-labels as
+                ``gt_instances``.
+            student_inputs: ``(B, 3, H_pad, W_pad)`` student views; ``None`` stops the
+                record at the teacher view (no projection, mixing or augmentation).
+            student_samples: Their samples; they receive the projected pseudo-labels.
+            refine: ``True``: the detector's SAM refiner (when it has one); ``False``: no
+                refinement; a ``PseudoLabelSamRefiner``: that one instead.
+            mix: ``True``: ARP and the student augmentation (when configured);
+                ``False``: neither; an ``ARPInstanceMixer``: that mixer instead (e.g. a
+                copy whose generator may advance) and the configured augmentation.
+
+        Returns:
+            The :class:`PseudoLabelRecord` of every stage.
+        """
+        self.teacher.eval()
+        candidates = teacher_pseudo_instances(self.teacher, teacher_inputs, teacher_samples)
+        kept = [self.filter_pseudo_instances(inst) for inst in candidates]
+        ignored = [self.uncertain_pseudo_instances(inst, k) for inst, k in zip(candidates, kept)]
+        kept_scores = torch.cat([k.scores.float() for k in kept]) if kept else None
+        stats = {'unsup_pseudo_num_teacher': sum(len(k) for k in kept) / max(len(kept), 1),
+                 # mean class score of the kept pseudo-labels (0 when none is kept)
+                 'unsup_pseudo_score': float(kept_scores.mean())
+                 if kept_scores is not None and kept_scores.numel() else 0.0}
+        refined = None
+        refiner = self._sam_refiner if refine is True else (refine or None)
+        if refiner is not None:
+            refined, sam_stats = refiner.refine_batch(
+                teacher_inputs, teacher_samples, kept, view_normalization(self.data_preprocessor))
+            refined = [self._drop_small(inst) for inst in refined]
+            stats.update(sam_stats)
+        record = PseudoLabelRecord(teacher_inputs, teacher_samples, candidates, kept, ignored,
+                                   refined, stats=stats)
+        if self.semi_train_cfg.get('ignore_score_thr') is not None:
+            stats['unsup_pseudo_num_ignored'] = sum(len(i) for i in ignored) / max(len(kept), 1)
+        if student_inputs is None:
+            return record
+        self._attach(record)
+        student_samples = self.project_pseudo_instances(teacher_samples, student_samples)
+        mixer = self._instance_mixer if mix is True else (mix or None)
+        if mixer is not None:
+            student_inputs, student_samples, mix_stats = mixer(student_inputs, student_samples)
+            stats.update(mix_stats)
+        if mix is not False and self._student_augment is not None:
             student_inputs = self._student_augment(student_inputs, student_samples,
                                                    self.data_preprocessor)
-        capture = getattr(self, '_vis_capture', None)
-        if capture is not None:
-            capture.update(teacher_inputs=multi_batch_inputs['unsup_teacher'],
-                           teacher_samples=teacher_samples, student_inputs=student_inputs,
-                           student_samples=student_samples)
-        losses.update(**self.loss_by_pseudo_instances(student_inputs, student_samples,
-                                                      batch_info))
-        return losses
+        record.student_inputs, record.student_samples = student_inputs, student_samples
+        return record
+
+    def keep_next_record(self) -> None:
+        """Keep the :class:`PseudoLabelRecord` of the next training step (for drawing it,
+        :meth:`pop_record`); records are not kept otherwise."""
+        self._keep_record = True
+
+    def pop_record(self) -> Optional[PseudoLabelRecord]:
+        """The record kept by :meth:`keep_next_record` (``None`` if none); forgets it."""
+        record, self._record, self._keep_record = self._record, None, False
+        return record
 
     def loss_by_pseudo_instances(self, batch_inputs: Tensor, batch_data_samples: SampleList,
                                  batch_info: Optional[dict] = None) -> dict:
@@ -185,36 +289,26 @@ class SemiMaskDetector(SemiBaseDetector):
     @torch.no_grad()
     def get_pseudo_instances(self, batch_inputs: Tensor, batch_data_samples: SampleList
                              ) -> Tuple[SampleList, dict]:
-        """Teacher predictions on the weak view, filtered (and refined by SAM if enabled).
+        """``SemiBaseDetector``'s hook: the teacher-view stages of :meth:`pseudo_label`.
 
         Returns:
-            The teacher samples with ``gt_instances`` (bboxes, labels, scores,
-            masks: ``(N, H_t, W_t)`` bool tensor at the teacher ``img_shape``,
-            mask_logits) and a dict of statistics for logging.
+            The teacher samples with ``gt_instances`` (bboxes, labels, scores, bool
+            ``masks`` (N, H_t, W_t) at the teacher ``img_shape``, mask_logits) and the
+            statistics.
         """
-        self.teacher.eval()
-        candidates = teacher_pseudo_instances(self.teacher, batch_inputs, batch_data_samples)
-        kept = [self.filter_pseudo_instances(inst) for inst in candidates]
-        ignored = [self.uncertain_pseudo_instances(inst, k) for inst, k in zip(candidates, kept)]
-        # Opt-in capture for PseudoLabelVisHook (a plain dict attribute, never saved).
-        capture = getattr(self, '_vis_capture', None)
-        if capture is not None:
-            capture['teacher_instances'] = kept
-        info = {'unsup_pseudo_num_teacher': sum(len(k) for k in kept) / max(len(kept), 1)}
-        if self._sam_refiner is not None:
-            kept, sam_info = self._sam_refiner.refine_batch(
-                batch_inputs, batch_data_samples, kept, self.data_preprocessor)
-            kept = [self._drop_small(inst) for inst in kept]
-            info.update(sam_info)
-            if capture is not None:
-                capture['refined_instances'] = kept
-        for sample, inst, ign in zip(batch_data_samples, kept, ignored):
+        record = self.pseudo_label(batch_inputs, batch_data_samples)
+        self._attach(record)
+        return record.teacher_samples, record.stats
+
+    @staticmethod
+    def _attach(record: PseudoLabelRecord) -> None:
+        """Teacher samples get the teacher-view pseudo-labels (``gt_instances``) and the
+        uncertain detections (``pseudo_ignored_instances``), as projection reads them."""
+        for sample, inst, ign in zip(record.teacher_samples, record.pseudo_instances,
+                                     record.ignored):
             sample.gt_instances = inst
             if ign is not None:  # own field: the pipeline may set ignored_instances
                 sample.pseudo_ignored_instances = ign
-        if self.semi_train_cfg.get('ignore_score_thr') is not None:
-            info['unsup_pseudo_num_ignored'] = sum(len(i) for i in ignored) / max(len(kept), 1)
-        return batch_data_samples, info
 
     def uncertain_pseudo_instances(self, inst: InstanceData,
                                    kept: InstanceData) -> Optional[InstanceData]:
@@ -250,18 +344,21 @@ class SemiMaskDetector(SemiBaseDetector):
             inst = inst[iof.max(1).values <= 0.3]
         return inst
 
-    def filter_pseudo_instances(self, inst: InstanceData) -> InstanceData:
+    def filter_pseudo_instances(self, inst: InstanceData, by_score: bool = True
+                                ) -> InstanceData:
         """Keep score > threshold and mask area > ``min_mask_area``; boxes from masks.
 
         Args:
             inst: Candidates with ``scores`` (N,), ``labels`` (N,), ``mask_logits``
                 (N, H, W).
+            by_score: Apply the score threshold (``False``: the mask filter only, e.g.
+                to measure the teacher's reliability at every score).
 
         Returns:
             Kept instances with boolean ``masks`` (N', H, W) and recomputed ``bboxes``.
         """
-        keep = inst.scores > self.score_thresholds(inst.labels)
-        inst = inst[keep]
+        if by_score:
+            inst = inst[inst.scores > self.score_thresholds(inst.labels)]
         prob_thr = float(self.semi_train_cfg.mask_thr)
         logit_thr = float(np.log(prob_thr / (1 - prob_thr)))
         inst.masks = inst.mask_logits >= logit_thr
@@ -298,13 +395,11 @@ class SemiMaskDetector(SemiBaseDetector):
         inst = InstanceData(labels=inst.labels, scores=inst.scores, masks=inst.masks)
         projected = project_instance_masks(
             inst, teacher_sample, student_sample,
-            mode=self.semi_train_cfg.projection_mode, pad_to_batch_input=pad,
-            project_bboxes=False)
+            mode=self.semi_train_cfg.projection_mode, pad_to_batch_input=pad)
         masks = projected.masks
         area = masks.flatten(1).sum(1) if len(projected) else masks.new_zeros(0)
         projected = projected[area > self.semi_train_cfg.min_mask_area]
         masks = projected.masks
-        projected.bboxes = masks_to_boxes(masks)
         h, w = masks.shape[-2:]
         projected.masks = BitmapMasks(masks.cpu().numpy().astype(np.uint8), h, w)
         return projected

@@ -25,7 +25,7 @@ Where SAM looks (``sam_input``):
   path) and its SAM rows cached, so SAM runs once per labelled image for the whole run.
   Token centres are mapped into the augmented view with the sample's
   ``homography_matrix`` (original -> view); a transformed sample without one is an error
-  (:func:`~mmssis.models.utils.mask_projection.sample_homography`), never the identity.
+  (:func:`~mmssis.structures.sample_homography`), never the identity.
 
 In both cases the detector's features are sampled bilinearly at the token centres (in view
 pixels over the padded batch tensor), and cells whose centre falls outside the view's
@@ -40,9 +40,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from mmdet.structures import DetDataSample
+from mmengine import fileio
 from torch import Tensor
 
-from mmssis.models.utils.mask_projection import project_masks, sample_homography
+from mmssis.models.utils.sam_pseudo_refiner import view_normalization
+from mmssis.structures import denormalize_views, project_masks, sample_homography
 from mmssis.registry import MODELS
 
 
@@ -114,6 +116,8 @@ class SamStructuralDistiller:
             its SAM rows. ``False`` draws new points every step, as the paper does.
         max_cache_items: Images whose targets are kept in memory.
         seed: Seed of the point draws (mixed with the image path and the step).
+        backend_args: ``mmengine.fileio`` backend of the original images
+            (``sam_input='original'``), as the data set's ``backend_args``.
     """
 
     SAM_INPUTS = ('view', 'original')
@@ -122,13 +126,14 @@ class SamStructuralDistiller:
                  loss_weight: float = 1.0, beta: float = 1.0, sam_input: str = 'original',
                  point_box: float = 8.0, prompts_per_call: int = 16,
                  cache_targets: bool = True, max_cache_items: int = 4096,
-                 seed: int = 0) -> None:
+                 seed: int = 0, backend_args: Optional[dict] = None) -> None:
         if sam_input not in self.SAM_INPUTS:
             raise ValueError(f'sam_input must be one of {self.SAM_INPUTS}, got {sam_input!r}')
         if sam_input == 'view' and cache_targets:
             raise ValueError("cache_targets=True needs sam_input='original': a view changes "
                              'every step, so its SAM targets cannot be reused')
         self.sam = MODELS.build(sam) if isinstance(sam, dict) else sam
+        self.backend_args = backend_args
         self.num_inside = int(num_inside)
         self.num_uniform = int(num_uniform)
         self.loss_weight = float(loss_weight)
@@ -182,7 +187,8 @@ class SamStructuralDistiller:
             rows, query, centres, valid = self._cache[key]
         else:
             self.misses += 1
-            image = mmcv.imread(meta['img_path'], channel_order='rgb')
+            image = mmcv.imfrombytes(fileio.get(meta['img_path'], backend_args=self.backend_args),
+                                     channel_order='rgb')
             emb = self.sam.encode(image)
             centres, valid = self.sam.token_centres(emb)
             fg = self._foreground_cells(sample, centres,
@@ -263,8 +269,9 @@ class SamStructuralDistiller:
             if batch_inputs is None or data_preprocessor is None:
                 raise ValueError("sam_input='view' needs the batch inputs and the data "
                                  'preprocessor to show SAM the detector\'s view')
-            from mmssis.models.utils.sam_pseudo_refiner import denormalize_views
-            views = denormalize_views(batch_inputs, batch_data_samples, data_preprocessor)
+            views = denormalize_views(batch_inputs,
+                                      [s.metainfo['img_shape'] for s in batch_data_samples],
+                                      **view_normalization(data_preprocessor))
         losses = []
         for i, sample in enumerate(batch_data_samples):
             rows_t, query, view_xy, valid = self.sam_targets(sample, views[i])

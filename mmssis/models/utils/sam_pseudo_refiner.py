@@ -15,10 +15,11 @@ Two places to encode (``embed_on``):
   (hit rate -> 1 after the first epoch).
 """
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import mmcv
 import mmengine
+from mmengine import fileio
 import numpy as np
 import torch
 from mmdet.structures import SampleList
@@ -26,36 +27,28 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmssis.registry import MODELS
-from mmssis.sam.prompts import paired_mask_iou
-from .mask_projection import masks_to_boxes, project_masks, sample_homography
+from mmssis.structures import (denormalize_views, masks_to_boxes, paired_mask_iou,
+                               project_masks, sample_homography)
 
 
-def denormalize_views(batch_inputs: Tensor, batch_data_samples: SampleList,
-                      data_preprocessor) -> List[np.ndarray]:
-    """Recover the uint8 RGB images of a normalised batch, cropped to each ``img_shape``.
+def view_normalization(data_preprocessor) -> Dict[str, Any]:
+    """``mean`` / ``std`` / ``channels`` of a detector's preprocessed images, the keyword
+    arguments of :func:`mmssis.structures.denormalize_views`.
+
+    mmengine's ``ImgDataPreprocessor`` keeps whether it normalises and flips BGR -> RGB in
+    private attributes only (``_enable_normalize``, ``_channel_conversion``); this is the one
+    place in mmssis that reads them.
 
     Args:
-        batch_inputs: (B, 3, H_pad, W_pad) tensor, ``(img - mean) / std`` in the channel
-            order the preprocessor produced.
-        batch_data_samples: Samples with ``img_shape``.
         data_preprocessor: ``DetDataPreprocessor`` or ``MultiBranchDataPreprocessor``.
-
-    Returns:
-        B arrays of shape (h_i, w_i, 3), uint8, RGB.
     """
     pre = getattr(data_preprocessor, 'data_preprocessor', data_preprocessor)
-    x = batch_inputs.detach().float()
-    if getattr(pre, '_enable_normalize', False):
-        x = x * pre.std.to(x) + pre.mean.to(x)
+    normalised = bool(getattr(pre, '_enable_normalize', False))
     # mmcv loads BGR; the preprocessor flips to RGB only with bgr_to_rgb=True.
-    rgb_order = getattr(pre, '_channel_conversion', False)
-    out = []
-    for img, sample in zip(x, batch_data_samples):
-        h, w = sample.metainfo['img_shape'][:2]
-        arr = img[:, :h, :w].clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0)
-        arr = arr.cpu().numpy()
-        out.append(np.ascontiguousarray(arr if rgb_order else arr[..., ::-1]))
-    return out
+    rgb = bool(getattr(pre, '_channel_conversion', False))
+    return dict(mean=pre.mean.flatten().tolist() if normalised else None,
+                std=pre.std.flatten().tolist() if normalised else None,
+                channels='rgb' if rgb else 'bgr')
 
 
 def original_cache_key(img_path: str) -> str:
@@ -75,13 +68,22 @@ class PseudoLabelSamRefiner:
         refiner: A :class:`mmssis.sam.SamMaskRefiner` or its config (backend,
             num_points, use_box, multimask, iou_thr, cache ...).
         embed_on: ``'original'`` or ``'view'`` (see module docstring).
+        backend_args: ``mmengine.fileio`` backend of the original images (as the data
+            set's ``backend_args``: S3, petrel, ...); read only on an embedding-cache miss.
     """
 
-    def __init__(self, refiner, embed_on: str = 'original') -> None:
+    def __init__(self, refiner, embed_on: str = 'original',
+                 backend_args: Optional[dict] = None) -> None:
         if embed_on not in ('original', 'view'):
             raise ValueError(f"embed_on must be 'original' or 'view', got {embed_on!r}")
         self.refiner = MODELS.build(refiner) if isinstance(refiner, dict) else refiner
         self.embed_on = embed_on
+        self.backend_args = backend_args
+
+    def read_image(self, img_path: str) -> np.ndarray:
+        """``(H, W, 3)`` uint8 RGB image at ``img_path`` through ``mmengine.fileio``."""
+        return mmcv.imfrombytes(fileio.get(img_path, backend_args=self.backend_args),
+                                channel_order='rgb')
 
     @torch.no_grad()
     def precompute(self, img_paths: Sequence[str], progress: bool = True) -> Dict[str, int]:
@@ -115,7 +117,7 @@ class PseudoLabelSamRefiner:
         for path in img_paths:
             key = original_cache_key(path)
             if self.refiner.backend.full_cache_key(key) not in cache:
-                self.refiner.encode(mmcv.imread(path, channel_order='rgb'), cache_key=key)
+                self.refiner.backend.encode_uncached(self.read_image(path), cache_key=key)
                 encoded += 1
             if bar is not None:
                 bar.update()
@@ -123,7 +125,8 @@ class PseudoLabelSamRefiner:
 
     @torch.no_grad()
     def refine_batch(self, batch_inputs: Tensor, batch_data_samples: SampleList,
-                     instances: List[InstanceData], data_preprocessor
+                     instances: List[InstanceData],
+                     normalization: Optional[Dict[str, Any]] = None
                      ) -> Tuple[List[InstanceData], Dict[str, float]]:
         """Replace each instance's teacher mask with SAM's.
 
@@ -133,7 +136,8 @@ class PseudoLabelSamRefiner:
                 ``homography_matrix``, ``ori_shape``).
             instances: Per image, kept pseudo-instances with ``mask_logits`` and
                 ``masks`` (N, h, w) at the teacher ``img_shape``, ``bboxes`` (N, 4).
-            data_preprocessor: The detector's preprocessor (for de-normalisation).
+            normalization: ``mean`` / ``std`` / ``channels`` of ``batch_inputs``
+                (:func:`view_normalization`); needed with ``embed_on='view'``.
 
         Returns:
             The refined instances (new ``masks``; ``sam_iou`` = SAM's predicted IoU) and
@@ -143,7 +147,11 @@ class PseudoLabelSamRefiner:
         self.refiner.backend.follow(batch_inputs.device)
         views = None
         if self.embed_on == 'view':
-            views = denormalize_views(batch_inputs, batch_data_samples, data_preprocessor)
+            if normalization is None:
+                raise ValueError("embed_on='view' needs the inputs' normalization")
+            views = denormalize_views(batch_inputs,
+                                      [s.metainfo['img_shape'] for s in batch_data_samples],
+                                      **normalization)
         ious, used, out = [], [], []
         for i, (sample, inst) in enumerate(zip(batch_data_samples, instances)):
             if len(inst) == 0:
@@ -177,10 +185,19 @@ class PseudoLabelSamRefiner:
                               (meta.get('homography_matrix'), tuple(meta['img_shape'][:2])))
 
     def _refine_in_original(self, sample, inst: InstanceData):
-        """Encode the original image; refine in its frame; warp masks back to the view."""
+        """Embed the original image (read only on a cache miss); refine in its frame; warp
+        masks back to the view."""
         meta = sample.metainfo
-        image = mmcv.imread(meta['img_path'], channel_order='rgb')
-        ori_h, ori_w = image.shape[:2]
+        key = original_cache_key(meta['img_path'])
+        backend = self.refiner.backend
+        emb = backend.cached(key, meta['ori_shape'])
+        if emb is None:
+            image = self.read_image(meta['img_path'])
+            if tuple(image.shape[:2]) != tuple(meta['ori_shape'][:2]):
+                raise ValueError(f"{meta['img_path']}: the image is {image.shape[:2]}, its "
+                                 f"sample says ori_shape {tuple(meta['ori_shape'][:2])}")
+            emb = backend.encode_uncached(image, cache_key=key)
+        ori_h, ori_w = emb.original_size
         h_view = sample_homography(sample, inst.mask_logits.device)
         to_original = torch.linalg.inv(h_view)
         logits = project_masks(inst.mask_logits.float(), to_original, (ori_h, ori_w))
@@ -189,7 +206,6 @@ class PseudoLabelSamRefiner:
                                to_original, (ori_h, ori_w), mode='nearest')
         logits = torch.where(inside.bool(), logits, torch.full_like(logits, -20.0))
         boxes = masks_to_boxes(logits > 0)
-        emb = self.refiner.encode(image, cache_key=original_cache_key(meta['img_path']))
         res = self.refiner.refine_embedding(emb, logits, boxes)
         view_h, view_w = meta['img_shape'][:2]
         masks = project_masks(res.masks, h_view, (view_h, view_w)).bool()

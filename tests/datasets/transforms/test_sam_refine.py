@@ -129,7 +129,8 @@ def test_in_pipeline_after_load_annotations(tiny_demo):
             dict(type='SamRefineInstances', refiner=_echo_refiner()),
             dict(type='PackDetInputs'),
         ])
-        from mmssis.datasets import CheckedCocoDataset, demo_metainfo
+        from mmssis.datasets import CheckedCocoDataset
+        from mmssis.demo import demo_metainfo
         ds = CheckedCocoDataset(ann_file=tiny_demo.val_ann, metainfo=demo_metainfo(),
                                 data_prefix=dict(img=osp.join(tiny_demo.root, 'images/')),
                                 pipeline=[], test_mode=True)

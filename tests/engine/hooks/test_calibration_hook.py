@@ -16,6 +16,8 @@ from mmengine.structures import InstanceData
 from mmengine.visualization import Visualizer
 
 import mmssis.engine.hooks.calibration_hook as calib_mod
+import mmssis.models.detectors.semi_mask_detector as semi_mod
+from mmssis.apis import evaluate_pseudo_labels
 from mmssis.engine.hooks import ConfidenceCalibrationHook
 from mmssis.registry import HOOKS, MODELS
 from mmssis.testing import tiny_mask_rcnn_cfg
@@ -114,7 +116,7 @@ def _oracle(false_label_shift: int = 1):
 @pytest.mark.parametrize('annotations_first', [False, True])
 def test_records_compare_in_the_gt_frame(tiny_demo, model, monkeypatch, annotations_first):
     """GT loaded after Resize (ori_shape) or before (img_shape): the oracle is right."""
-    monkeypatch.setattr(calib_mod, 'teacher_pseudo_instances', _oracle())
+    monkeypatch.setattr(semi_mod, 'teacher_pseudo_instances', _oracle())
     loader = Runner.build_dataloader(_loader_cfg(tiny_demo, annotations_first))
     data = next(iter(loader))
     sample = data['data_samples'][0]
@@ -129,23 +131,31 @@ def test_records_compare_in_the_gt_frame(tiny_demo, model, monkeypatch, annotati
     np.testing.assert_array_equal(rec['correct'], rec['scores'] > 0.5)
 
 
-def test_candidates_in_gt_frame_rules():
-    logits = torch.full((1, 20, 40), -5.0)
-    logits[0, :10, :20] = 5.0
-    same, crop = calib_mod.candidates_in_gt_frame(logits, (20, 40), (10, 20), (20, 40))
-    assert same is logits and crop == (20, 40)
-    down, crop = calib_mod.candidates_in_gt_frame(logits, (20, 40), (10, 20), (10, 20))
-    assert down.shape == (1, 10, 20) and crop == (10, 20)
-    assert (down >= 0).sum() == 50  # the top-left quarter, at the original scale
-    padded, crop = calib_mod.candidates_in_gt_frame(logits, (20, 40), (10, 20), (32, 64))
-    assert padded is logits and crop == (20, 40)
-    with pytest.raises(ValueError, match='match neither'):
-        calib_mod.candidates_in_gt_frame(logits, (20, 40), (10, 20), (15, 15))
+@pytest.mark.parametrize('annotations_first', [False, True])
+def test_calibration_and_quality_compare_in_the_same_frame(tiny_demo, model, monkeypatch,
+                                                           annotations_first):
+    """The calibration records and the pseudo-label quality metric judge the same
+    candidates the same way (one frame rule, one matching rule): the kept (score > 0.7)
+    candidates the calibration flags correct are the quality metric's true positives."""
+    monkeypatch.setattr(semi_mod, 'teacher_pseudo_instances', _oracle(false_label_shift=0))
+    loader = Runner.build_dataloader(_loader_cfg(tiny_demo, annotations_first))
+    rec = {k: [] for k in ('scores', 'correct')}
+    for data in loader:
+        part = calib_mod.calibration_records(model, data, iou_thr=0.5)
+        for k in rec:
+            rec[k].append(part[k])
+    scores, correct = np.concatenate(rec['scores']), np.concatenate(rec['correct'])
+    quality = evaluate_pseudo_labels(model, loader, refiner=None)
+    kept = scores > 0.7
+    assert quality['teacher_num_pred'] == kept.sum() > 0
+    assert quality['teacher_num_tp'] == correct[kept].sum() == kept.sum()
+    # the same-class duplicates (0.4) are false positives for both
+    assert not correct[~kept].any()
 
 
 def test_oracle_calibration_sets_thresholds(tiny_demo, model, monkeypatch, tmp_path):
     """Right at 0.9, wrong at 0.4: thresholds follow from the per-class counts."""
-    monkeypatch.setattr(calib_mod, 'teacher_pseudo_instances', _oracle())
+    monkeypatch.setattr(semi_mod, 'teacher_pseudo_instances', _oracle())
     model.class_score_thr = None
     runner = _runner(model, tmp_path)
     hook = ConfidenceCalibrationHook(dataloader=_loader_cfg(tiny_demo), max_images=4,
@@ -204,7 +214,7 @@ def _labels_in_val(demo) -> np.ndarray:
 
 def test_distributed_results_are_gathered(tiny_demo, model, monkeypatch, tmp_path):
     """Every rank calibrates on its share and uses all ranks' detections."""
-    monkeypatch.setattr(calib_mod, 'teacher_pseudo_instances', _oracle())
+    monkeypatch.setattr(semi_mod, 'teacher_pseudo_instances', _oracle())
     monkeypatch.setattr(calib_mod, 'get_world_size', lambda: 2)
     monkeypatch.setattr(calib_mod, 'all_gather_object', lambda obj: [obj, obj])
     runner = _runner(model, tmp_path)
@@ -283,7 +293,7 @@ def test_state_round_trips_through_checkpoint(tmp_path):
     assert fresh.model.class_score_thr is None and fresh_hook.thresholds is None
 
 
-CALIB_CONFIG = 'configs/demo/semi_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo-calib.py'
+CALIB_CONFIG = 'configs/demo/gd-calib_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'
 
 
 def _calib_run_cfg(demo, work_dir, max_iters: int):

@@ -1,6 +1,5 @@
 """PseudoLabelVisHook and tools/analysis_tools/browse_pseudo_labels.py: pseudo-label panels
 (teacher | SAM-refined | student + ARP) written through mmengine's vis backends."""
-import inspect
 import os.path as osp
 from types import SimpleNamespace
 
@@ -13,9 +12,6 @@ from mmengine.registry import DefaultScope
 from mmengine.visualization import Visualizer
 
 from mmssis.engine.hooks import PseudoLabelVisHook
-from mmssis.engine.hooks.pseudo_label_vis_hook import (CAPTURE_ATTR, CAPTURE_KEYS,
-                                                       capture_pseudo_labels)
-from mmssis.models.detectors import SemiMaskDetector
 from mmssis.models.utils.sam_pseudo_refiner import PseudoLabelSamRefiner
 from mmssis.registry import HOOKS, MODELS
 from mmssis.sam import SamMaskRefiner, SamModelBackend
@@ -65,10 +61,11 @@ def _runner(model, tmp_path, it):
                                dataset=SimpleNamespace(metainfo=dict(classes=CLASSES))))
 
 
-def _fill_like_detector(model):
-    """What SemiMaskDetector.loss writes into the capture dict, from a real forward."""
+def _train_step(model):
+    """The detector's loss on a batch, as in a training step (it keeps the record when
+    asked to)."""
     inputs, samples = make_semi_batch(batch=2, img_shape=(SIZE, SIZE))
-    getattr(model, CAPTURE_ATTR).update(capture_pseudo_labels(model, inputs, samples))
+    model.loss(inputs, samples)
 
 
 def _grid_width(panels):
@@ -81,19 +78,19 @@ def test_hook_writes_panels_every_interval(model, tmp_path, show_student, panels
                             show_student=show_student))
     runner = _runner(model, tmp_path, it=3)
     hook.before_train_iter(runner, 3)
-    assert getattr(model, CAPTURE_ATTR, None) is None  # iteration 4: not drawn
+    assert not model._keep_record  # iteration 4: not drawn
     runner.iter = 4
     hook.before_train_iter(runner, 4)
-    assert getattr(model, CAPTURE_ATTR) == {}
-    assert CAPTURE_ATTR not in dict(model.named_modules()) and not any(
-        CAPTURE_ATTR in k for k in model.state_dict())
-    _fill_like_detector(model)
+    assert model._keep_record
+    _train_step(model)
+    # A plain attribute, not a module or tensor buffer: never saved, averaged or optimised.
+    assert model._record is not None and not any('record' in k for k in model.state_dict())
     np_state = np.random.get_state()[1].copy()
     hook.after_train_iter(runner, 4)
     # Drawing (mmdet jitters mask colours with numpy's global RNG) leaves training's
     # random stream alone.
     assert np.array_equal(np.random.get_state()[1], np_state)
-    assert getattr(model, CAPTURE_ATTR) is None
+    assert model.pop_record() is None  # taken and forgotten
     png = tmp_path / 'vis_data' / 'vis_image' / 'pseudo_labels_5.png'
     assert png.is_file()
     img = mmcv.imread(str(png))
@@ -108,37 +105,45 @@ def test_two_panels_without_sam(tmp_path):
     hook = PseudoLabelVisHook(interval=1, num_images=1)
     runner = _runner(model, tmp_path, it=0)
     hook.before_train_iter(runner, 0)
-    _fill_like_detector(model)
+    _train_step(model)
     hook.after_train_iter(runner, 0)
     img = mmcv.imread(str(tmp_path / 'vis_data' / 'vis_image' / 'pseudo_labels_1.png'))
     assert img.shape == (SIZE, _grid_width(2), 3)
 
 
-def test_unfilled_capture_warns_and_draws_nothing(model, tmp_path):
+def test_no_record_warns_and_draws_nothing(model, tmp_path):
     hook = PseudoLabelVisHook(interval=1)
     runner = _runner(model, tmp_path, it=0)
     hook.before_train_iter(runner, 0)
-    hook.after_train_iter(runner, 0)  # the detector never filled the dict
-    assert hook._warned and getattr(model, CAPTURE_ATTR) is None
+    hook.after_train_iter(runner, 0)  # no training step ran: no record
+    assert hook._warned and model.pop_record() is None and not model._keep_record
     assert not (tmp_path / 'vis_data' / 'vis_image').exists()
 
 
-@pytest.mark.skipif(CAPTURE_ATTR not in inspect.getsource(SemiMaskDetector),
-                    reason='SemiMaskDetector does not fill the capture dict yet')
-def test_detector_loss_fills_capture():
+def test_detector_loss_keeps_the_record_only_when_asked():
     model = _semi_model(sam=True, mixer=True)
     inputs, samples = make_semi_batch(batch=2, img_shape=(SIZE, SIZE))
-    object.__setattr__(model, CAPTURE_ATTR, {})
     model.loss(inputs, samples)
-    capture = getattr(model, CAPTURE_ATTR)
-    assert set(CAPTURE_KEYS) <= set(capture)
-    assert len(capture['teacher_instances']) == len(capture['refined_instances']) == 2
+    assert model.pop_record() is None
+    model.keep_next_record()
+    inputs, samples = make_semi_batch(batch=2, img_shape=(SIZE, SIZE))
+    model.loss(inputs, samples)
+    record = model.pop_record()
+    assert len(record.candidates) == len(record.kept) == len(record.refined) == 2
     # The refined instances are SAM's output (refine_batch adds SAM's predicted IoU); the
-    # teacher's are the filtered ones from before SAM. (An untrained teacher's soft masks
+    # kept ones are the filtered ones from before SAM. (An untrained teacher's soft masks
     # fill their boxes, so the box-drawing fake SAM may return identical pixels.)
-    for t, r in zip(capture['teacher_instances'], capture['refined_instances']):
-        assert 'sam_iou' not in t
+    for c, t, r in zip(record.candidates, record.kept, record.refined):
+        assert 'sam_iou' not in t and len(t) <= len(c)
         assert len(r) == 0 or 'sam_iou' in r
+    # the student side: what the student was trained on, in the student view
+    assert record.student_inputs.shape == inputs['unsup_student'].shape
+    for sample in record.student_samples:
+        h, w = sample.metainfo['img_shape'][:2]
+        masks = sample.gt_instances.masks
+        assert (masks.height, masks.width) == (h, w)
+        assert len(sample.gt_instances.bboxes) == len(masks)
+    assert 'arp_pairs' in record.stats and model.pop_record() is None
 
 
 # ----------------------------------------------------------------------------------------
@@ -164,7 +169,7 @@ def test_fixed_set_mode_draws_dataset_images(tiny_demo, tmp_path):
                               dataset=cfg.train_dataloader.dataset.datasets[1])
     runner = _runner(model, tmp_path, it=1)
     hook.before_train_iter(runner, 1)
-    assert getattr(model, CAPTURE_ATTR, None) is None  # fixed mode never captures
+    assert not model._keep_record  # fixed mode never keeps training records
     with DefaultScope.overwrite_default_scope('mmssis'):
         hook.after_train_iter(runner, 1)
     img = mmcv.imread(str(tmp_path / 'vis_data' / 'vis_image' / 'pseudo_labels_2.png'))

@@ -134,3 +134,30 @@ def test_uncertain_detections_become_ignored_regions_in_student_view():
     assert out.gt_instances.bboxes.tolist() == [[49.0, 10.0, 59.0, 20.0]]
     # off by default
     assert build().uncertain_pseudo_instances(inst, kept) is None
+
+
+def test_maskrcnn_pseudo_masks_are_at_the_cropped_view(model):
+    """LSJ: resize x2 then crop to 64 x 64. mmdet pastes Mask R-CNN masks on the resized,
+    uncropped canvas (ori_shape x scale_factor = 128 x 128); the pseudo-masks must be at the
+    view's img_shape, where the boxes and the SAM view are."""
+    from mmssis.models.detectors.pseudo_labels import maskrcnn_pseudo_instances
+    inputs, samples = make_semi_batch(batch=2, img_shape=(64, 64))
+    teacher_samples = samples['unsup_teacher']
+    for s in teacher_samples:
+        s.set_metainfo(dict(ori_shape=(64, 64), scale_factor=(2.0, 2.0)))
+    model.teacher.eval()
+    test_cfg = model.teacher.roi_head.test_cfg
+    old_thr, test_cfg.score_thr = test_cfg.score_thr, 0.0
+    try:
+        out = maskrcnn_pseudo_instances(model.teacher, inputs['unsup_teacher'], teacher_samples)
+    finally:
+        test_cfg.score_thr = old_thr
+    assert any(len(inst) for inst in out)
+    for inst in out:
+        assert inst.mask_logits.shape[1:] == (64, 64)
+        # every pasted mask lies inside its box (boxes are in the cropped view's frame)
+        fg = inst.mask_logits > 0
+        for m, (x1, y1, x2, y2) in zip(fg, inst.bboxes.round().long().tolist()):
+            outside = m.clone()
+            outside[max(y1 - 1, 0):y2 + 1, max(x1 - 1, 0):x2 + 1] = False
+            assert not outside.any()

@@ -17,9 +17,9 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope
 
-from mmssis.datasets import DEMO_CLASSES
+from mmssis.demo import DEMO_CLASSES
 from mmssis.models.losses import SamStructuralDistiller
-from mmssis.models.utils import MissingHomographyError, project_masks, sample_homography
+from mmssis.structures import MissingHomographyError, project_masks, sample_homography
 from mmssis.registry import DATASETS
 from mmssis.sam import SamModelBackend
 from mmssis.testing import build_tiny_sam
@@ -128,8 +128,10 @@ def test_sam_on_the_view_perfect_student(name, tiny_demo):
     backend = PromptFreeTokens(build_tiny_sam(img_size=64, dim=16))
     distiller = SamStructuralDistiller(backend, num_inside=16, num_uniform=16,
                                        sam_input='view', cache_targets=False)
-    from mmssis.models.utils import denormalize_views
-    view = denormalize_views(inputs, samples, pre)[0]
+    from mmssis.models.utils import view_normalization
+    from mmssis.structures import denormalize_views
+    view = denormalize_views(inputs, [s.metainfo['img_shape'] for s in samples],
+                             **view_normalization(pre))[0]
     # SAM's image is the view itself: the perfect student is the token map in view pixels.
     ident = sample.clone()
     ident.set_metainfo(dict(homography_matrix=np.eye(3, dtype=np.float32)))

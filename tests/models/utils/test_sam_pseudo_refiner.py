@@ -7,7 +7,9 @@ from mmengine.config import ConfigDict
 from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
 
-from mmssis.models.utils import PseudoLabelSamRefiner, denormalize_views
+import mmssis.models.utils.sam_pseudo_refiner as sam_pseudo_refiner
+from mmssis.models.utils import PseudoLabelSamRefiner, view_normalization
+from mmssis.structures import denormalize_views
 from mmssis.registry import MODELS
 from mmssis.sam import EmbeddingCache, SamMaskRefiner, SamModelBackend
 from mmssis.testing import build_tiny_sam, make_semi_batch, tiny_mask_rcnn_cfg
@@ -26,7 +28,10 @@ def test_denormalize_round_trip():
     data = pre(dict(inputs=[torch.from_numpy(bgr).permute(2, 0, 1)],
                     data_samples=None), False)
     _, samples = make_semi_batch(batch=1, img_shape=(40, 50))
-    views = denormalize_views(data['inputs'], samples['sup'], pre)
+    norm = view_normalization(pre)
+    assert norm == dict(mean=[127.0] * 3, std=[128.0] * 3, channels='rgb')
+    views = denormalize_views(data['inputs'], [s.metainfo['img_shape'] for s in samples['sup']],
+                              **norm)
     np.testing.assert_array_equal(views[0], bgr[..., ::-1])
 
 
@@ -59,12 +64,12 @@ def test_refine_batch_shapes_and_stats(tmp_path, embed_on):
     cache = EmbeddingCache(max_items=4)
     ref = _refiner(embed_on, cache)
     inputs, samples, insts = _batch(tmp_path)
-    out, stats = ref.refine_batch(inputs, samples, insts, _preprocessor())
+    out, stats = ref.refine_batch(inputs, samples, insts, view_normalization(_preprocessor()))
     assert out[0].masks.shape == (2, 64, 64) and out[0].masks.dtype == torch.bool
     assert len(out[1]) == 0
     assert 0.0 <= stats['unsup_sam_teacher_iou'] <= 1.0
     assert 'sam_cache_hit_rate' in stats
-    out, stats = ref.refine_batch(inputs, samples, insts, _preprocessor())
+    out, stats = ref.refine_batch(inputs, samples, insts, view_normalization(_preprocessor()))
     assert stats['sam_cache_hit_rate'] > 0  # the second step re-uses the embedding
 
 
@@ -87,3 +92,29 @@ def test_detector_with_sam_keeps_sam_out_of_state_dict(tmp_path):
     assert n_sam > 0 and all(
         p is not q for p in model.parameters()
         for q in model.sam_refiner.refiner.backend.model.parameters())
+
+
+def test_original_image_is_read_only_on_a_cache_miss(tmp_path, monkeypatch):
+    """With the embedding cached, a step never reads the image file (through
+    mmengine.fileio, so remote storage works too)."""
+    cache = EmbeddingCache(max_items=4)
+    ref = _refiner('original', cache)
+    inputs, samples, insts = _batch(tmp_path)
+    reads = []
+    real_get = sam_pseudo_refiner.fileio.get
+    monkeypatch.setattr(sam_pseudo_refiner.fileio, 'get',
+                        lambda path, **kw: reads.append(path) or real_get(path, **kw))
+    ref.refine_batch(inputs, samples, insts)
+    assert len(reads) == 1  # the first step: a miss
+    ref.refine_batch(inputs, samples, insts)
+    assert len(reads) == 1  # the second: cached, nothing read
+
+
+def test_stale_cache_entry_of_another_image_size_is_an_error(tmp_path):
+    cache = EmbeddingCache(max_items=4)
+    ref = _refiner('original', cache)
+    inputs, samples, insts = _batch(tmp_path)
+    ref.refine_batch(inputs, samples, insts)
+    samples[0].set_metainfo(dict(ori_shape=(32, 32)))
+    with pytest.raises(ValueError, match='stale'):
+        ref.refine_batch(inputs, samples, insts)

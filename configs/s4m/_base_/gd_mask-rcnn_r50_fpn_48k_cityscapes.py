@@ -1,0 +1,48 @@
+# Stage 2 (semi-supervised, no SAM) -- Mask R-CNN R50-FPN teacher/student on Cityscapes with
+# the S4M / Guided Distillation semi-supervised settings (teacher frozen for 15k iterations,
+# then copied from the student and EMA-updated with keep rate 0.9996; class score > 0.7;
+# unsupervised losses x2.0; 1:1 labelled:unlabelled batches): 8 GPUs x (1 + 1), lr 0.01,
+# 48k iterations (twice stage 1), x0.1 at 42k.
+_base_ = [
+    '../../_base_/models/mask-rcnn_r50_fpn_cityscapes.py',
+    '../../_base_/datasets/semi_cityscapes_instance.py',
+    '../../_base_/schedules/sgd_90k.py',
+    '../../_base_/gd_runtime.py',
+]
+detector = _base_.model
+model = dict(
+    _delete_=True,
+    type='SemiMaskDetector',
+    detector=detector,
+    data_preprocessor=dict(
+        type='MultiBranchDataPreprocessor', data_preprocessor=detector.data_preprocessor),
+    semi_train_cfg=_base_.gd_semi_train_cfg,
+    semi_test_cfg=_base_.gd_semi_test_cfg)
+val_cfg = dict(type='TeacherStudentValLoop')
+
+batch_size = 2
+train_dataloader = dict(
+    batch_size=batch_size, sampler=dict(batch_size=batch_size, source_ratio=[1, 1]))
+max_iters = 48000
+train_cfg = dict(max_iters=max_iters, val_interval=4000)
+optim_wrapper = dict(optimizer=dict(lr=0.01))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
+    dict(
+        type='MultiStepLR', begin=0, end=max_iters, by_epoch=False, milestones=[42000],
+        gamma=0.1)
+]
+burn_in_iters = 15000
+custom_hooks = [
+    dict(type='TeacherScheduleHook', burn_in_iters=burn_in_iters, momentum=0.9996, interval=1),
+    # Pseudo-label precision / recall / mIoU (teacher and SAM-refined) on 50 held-out val
+    # images at every validation, logged with the val metrics (TensorBoard included).
+    dict(type='PseudoLabelQualityHook', dataloader=None, max_images=50),
+]
+default_hooks = dict(checkpoint=dict(interval=4000))
+
+# The recipe: 8 GPUs x 2 images per iteration (global batch 16, the batch the
+# learning rate belongs to). `tools/train.py --keep-global-batch` keeps it on other GPU
+# counts; `--auto-scale-lr` scales the learning rate to the actual batch instead.
+recipe_gpus = 8
+auto_scale_lr = dict(base_batch_size=16)

@@ -1,0 +1,147 @@
+"""A semi detector's pseudo-labels against ground truth: quality metrics and calibration.
+
+Both run the detector's one pseudo-label path (:meth:`SemiMaskDetector.pseudo_label`) on
+test-style batches with ground-truth masks, bring the pseudo-masks into the ground truth's
+frame with :func:`mmssis.structures.align_to_gt_frame` and match them with the same greedy
+rule (:func:`mmssis.structures.match_instances`). Used by the pseudo-label quality and
+calibration hooks and by ``tools/analysis_tools/pseudo_label_quality.py``.
+"""
+from typing import Dict, Iterable, Optional
+
+import numpy as np
+import torch
+from mmengine.structures import InstanceData
+
+from mmssis.evaluation import PseudoLabelQuality, gt_instance_masks, match_detections
+from mmssis.structures import align_to_gt_frame
+from mmssis.utils.misc import unwrap_model
+
+Records = Dict[str, np.ndarray]
+_MODEL = object()
+
+
+def _check_semi(model) -> None:
+    if not hasattr(model, 'pseudo_label'):
+        raise TypeError(f'{type(model).__name__} has no teacher pseudo-label path; wrap the '
+                        'detector in a SemiMaskDetector')
+
+
+def _in_gt_frame(pred: InstanceData, sample, frame) -> InstanceData:
+    masks, (h, w) = align_to_gt_frame(pred.masks, sample, frame)
+    return InstanceData(masks=masks, labels=pred.labels, scores=pred.scores), (h, w)
+
+
+@torch.no_grad()
+def evaluate_pseudo_labels(model, dataloader: Iterable, max_images: Optional[int] = None,
+                           refiner=_MODEL, iou_thr: float = 0.5, class_aware: bool = True,
+                           progress: bool = False) -> Dict[str, float]:
+    """Scores the teacher's (and SAM-refined) pseudo-masks against GT masks.
+
+    Args:
+        model: A ``SemiMaskDetector`` (possibly wrapped in DDP).
+        dataloader: Yields mmdet test-style batches (``inputs``: uint8 images,
+            ``data_samples`` with ``gt_instances.masks``).
+        max_images: Stop after this many images (per rank); None: all.
+        refiner: A ``PseudoLabelSamRefiner``; default: the model's ``sam_refiner``
+            (None: teacher only).
+        iou_thr: Matching IoU threshold.
+        class_aware: Class-aware matching.
+        progress: Show an mmengine ``ProgressBar``.
+
+    Returns:
+        ``teacher_<metric>`` (and ``refined_<metric>`` plus ``miou_gain`` =
+        ``refined_miou - teacher_miou`` with a refiner) for every metric of
+        :meth:`PseudoLabelQuality.compute`.
+    """
+    model = unwrap_model(model)
+    _check_semi(model)
+    if refiner is _MODEL:
+        refiner = model.sam_refiner
+    stats = {'teacher': PseudoLabelQuality(iou_thr, class_aware)}
+    if refiner is not None:
+        stats['refined'] = PseudoLabelQuality(iou_thr, class_aware)
+    was_training = model.training
+    model.eval()
+    bar = None
+    if progress:
+        from mmengine.utils import ProgressBar
+        total = len(dataloader.dataset) if hasattr(dataloader, 'dataset') else 0
+        bar = ProgressBar(min(total, max_images or total))
+    seen = 0
+    try:
+        for batch in dataloader:
+            if max_images is not None and seen >= max_images:
+                break
+            data = model.data_preprocessor(batch, False)
+            inputs, samples = data['inputs'], data['data_samples']
+            if max_images is not None:
+                keep = max_images - seen
+                inputs, samples = inputs[:keep], samples[:keep]
+            gts = [gt_instance_masks(s.gt_instances) for s in samples]
+            record = model.pseudo_label(inputs, samples, refine=refiner or False)
+            for i, sample in enumerate(samples):
+                frame, gt = gts[i]
+                stages = [('teacher', record.kept[i])]
+                if record.refined is not None:
+                    stages.append(('refined', record.refined[i]))
+                for name, pred in stages:
+                    pred, (h, w) = _in_gt_frame(pred, sample, frame)
+                    stats[name].update(pred, InstanceData(masks=gt.masks[:, :h, :w],
+                                                          labels=gt.labels))
+                if bar is not None:
+                    bar.update()
+            seen += len(samples)
+    finally:
+        model.train(was_training)
+    out: Dict[str, float] = {}
+    for name, acc in stats.items():
+        acc.all_reduce()
+        out.update({f'{name}_{k}': v for k, v in acc.compute().items()})
+    if refiner is not None:
+        out['miou_gain'] = out['refined_miou'] - out['teacher_miou']
+        out['best_iou_gain'] = out['refined_best_iou'] - out['teacher_best_iou']
+    return out
+
+
+@torch.no_grad()
+def calibration_records(model, data: dict, iou_thr: float = 0.5,
+                        min_score: float = 0.0) -> Records:
+    """Teacher candidates of one batch with their correctness against the ground truth.
+
+    The candidates are the detector's own (:meth:`SemiMaskDetector.pseudo_label`, no SAM),
+    put through its mask filter (``mask_thr``, ``min_mask_area``) but not its score
+    threshold, which is what is being calibrated.
+
+    Args:
+        model: The bare semi-supervised detector.
+        data: A dataloader batch (``inputs`` list, ``data_samples`` with ``gt_instances``
+            holding ``labels`` and ``masks``).
+        iou_thr: Mask IoU of a correct detection.
+        min_score: Candidates scoring below this are ignored (e.g. the many near-zero
+            Mask2Former queries).
+
+    Returns:
+        ``scores`` (K,) float64, ``labels`` (K,) int64 and ``correct`` (K,) bool over all
+        kept candidates of the batch.
+    """
+    _check_semi(model)
+    batch = model.data_preprocessor(data, False)
+    samples = batch['data_samples']
+    for sample in samples:
+        if 'masks' not in sample.gt_instances:
+            raise KeyError('ConfidenceCalibrationHook needs ground-truth masks: load them '
+                           'in the calibration pipeline (LoadAnnotations with_mask=True)')
+    gts = [gt_instance_masks(s.gt_instances) for s in samples]
+    record = model.pseudo_label(batch['inputs'], samples, refine=False)
+    scores, labels, correct = [], [], []
+    for cand, sample, (frame, gt) in zip(record.candidates, samples, gts):
+        inst = model.filter_pseudo_instances(cand[cand.scores >= min_score], by_score=False)
+        pred, (h, w) = _in_gt_frame(inst, sample, frame)
+        flags = match_detections(pred.masks.cpu(), inst.labels, inst.scores,
+                                 gt.masks[:, :h, :w], gt.labels, iou_thr)
+        scores.append(inst.scores.float().cpu().numpy())
+        labels.append(inst.labels.cpu().numpy().astype(np.int64))
+        correct.append(flags)
+    return dict(scores=np.concatenate(scores or [np.zeros(0)]).astype(np.float64),
+                labels=np.concatenate(labels or [np.zeros(0, np.int64)]),
+                correct=np.concatenate(correct or [np.zeros(0, bool)]))
