@@ -73,12 +73,13 @@ def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     from mmdet.apis import DetInferencer
     from mmengine.config import Config
 
-    from mmssis.utils import register_all_modules
+    from mmssis.utils import install_safe_globals, register_all_modules
     images = collect_images(args.inputs)
     cfg = Config.fromfile(args.config)
     scope = cfg.get('default_scope', 'mmdet')
     if scope == 'mmssis':
         register_all_modules(init_default_scope=False)
+    install_safe_globals()  # mmengine's loader with weights_only=True + the allow-list
     inferencer = DetInferencer(model=cfg, weights=args.weights, device=args.device,
                                scope=scope, show_progress=not args.no_progress)
     inferencer(images, batch_size=args.batch_size, out_dir=args.out_dir,

@@ -162,3 +162,26 @@ def test_mmdet_test_py_matches_mmssis_test_py(semi_run, capsys):
         for key in ('bboxes', 'scores', 'labels'):
             np.testing.assert_array_equal(np.asarray(pa[key]), np.asarray(pb[key]))
         assert [m['counts'] for m in pa['masks']] == [m['counts'] for m in pb['masks']]
+
+
+def test_cli_exports_a_runner_checkpoint_in_a_fresh_process(semi_run, tmp_path):
+    """A checkpoint as mmengine's runner writes it (message hub with HistoryBuffer, numpy
+    scalars) loads in a fresh process that never called register_all_modules (nothing is
+    installed by `import mmssis`): the allow-list applies to mmssis' own loader."""
+    from mmengine.logging import MessageHub
+    hub = MessageHub.get_instance('export_cli_hub')
+    for i in range(3):
+        hub.update_scalar('train/loss', np.float64(1.0 / (i + 1)))
+    meta = dict(dataset_meta=dict(classes=CLASSES, palette=[(220, 20, 60)] * 4),
+                cfg=semi_run['cfg'].pretty_text, seed=np.int64(0), iter=2)
+    path = str(tmp_path / 'runner.pth')
+    torch.save(dict(meta=meta, state_dict=semi_run['model'].state_dict(),
+                    message_hub=hub.state_dict()), path)
+    out = subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools', 'model_converters', 'export_student.py'),
+         path, str(tmp_path / 'student.pth'), semi_run['cfg_path']],
+        cwd=str(tmp_path), capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, PYTHONPATH=REPO))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert osp.isfile(tmp_path / 'student.pth') and osp.isfile(tmp_path / 'student.py')
+    assert 'custom_imports' in out.stdout  # the demo backbone keeps mmssis
