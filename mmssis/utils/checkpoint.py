@@ -9,7 +9,6 @@ replaces mmengine's local-file checkpoint loader with one that always loads with
 ``weights_only=True`` and turns an unpickling refusal into an error naming the file and the
 offending type.
 """
-import contextlib
 import os.path as osp
 import pickle
 from typing import Any, List, Optional
@@ -104,12 +103,14 @@ def load_checkpoint_file(filename: str, map_location: Optional[Any] = None) -> A
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint {filename} can not be found.')
     # The allow-list applies to this call even when install_safe_globals() never ran (a
-    # user's script, a tool that loads before registering modules).
-    scoped = getattr(torch.serialization, 'safe_globals', None)
-    context = scoped(safe_globals()) if scoped is not None else contextlib.nullcontext()
+    # user's script, a tool that loads before registering modules). Added for good rather
+    # than with torch's `safe_globals` context manager: leaving that context clears the
+    # process' allow-list (what install_safe_globals() added included).
+    add = getattr(torch.serialization, 'add_safe_globals', None)
+    if add is not None:
+        add(safe_globals())
     try:
-        with context:
-            return torch.load(filename, map_location=map_location, weights_only=True)
+        return torch.load(filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         raise UnsafeCheckpointError(
             f'refused to load checkpoint {filename}: it contains a pickled object that is not '
