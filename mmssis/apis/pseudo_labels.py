@@ -34,7 +34,7 @@ def _in_gt_frame(pred: InstanceData, sample, frame) -> InstanceData:
 @torch.no_grad()
 def evaluate_pseudo_labels(model, dataloader: Iterable, max_images: Optional[int] = None,
                            refiner=_MODEL, iou_thr: float = 0.5, class_aware: bool = True,
-                           progress: bool = False) -> Dict[str, float]:
+                           progress: bool = False, sam_benefit=None) -> Dict[str, float]:
     """Scores the teacher's (and SAM-refined) pseudo-masks against GT masks.
 
     Args:
@@ -47,6 +47,8 @@ def evaluate_pseudo_labels(model, dataloader: Iterable, max_images: Optional[int
         iou_thr: Matching IoU threshold.
         class_aware: Class-aware matching.
         progress: Show an mmengine ``ProgressBar``.
+        sam_benefit: A :class:`mmssis.evaluation.SamBenefit` to fill from the same
+            pseudo-labels (per-class teacher vs refined IoU pairs), or None.
 
     Returns:
         ``teacher_<metric>`` (and ``refined_<metric>`` plus ``miou_gain`` =
@@ -88,6 +90,8 @@ def evaluate_pseudo_labels(model, dataloader: Iterable, max_images: Optional[int
                     pred, (h, w) = _in_gt_frame(pred, sample, frame)
                     stats[name].update(pred, InstanceData(masks=gt.masks[:, :h, :w],
                                                           labels=gt.labels))
+                if sam_benefit is not None and record.refined is not None:
+                    _add_pairs(sam_benefit, record, i, sample, frame, gt)
                 if bar is not None:
                     bar.update()
             seen += len(samples)
@@ -145,3 +149,65 @@ def calibration_records(model, data: dict, iou_thr: float = 0.5,
     return dict(scores=np.concatenate(scores or [np.zeros(0)]).astype(np.float64),
                 labels=np.concatenate(labels or [np.zeros(0, np.int64)]),
                 correct=np.concatenate(correct or [np.zeros(0, bool)]))
+
+
+def _add_pairs(acc, record, i: int, sample, frame, gt: InstanceData) -> None:
+    """Teacher / refined pairs of image ``i`` of ``record``, in the GT frame, into ``acc``."""
+    teacher = record.kept[i][record.refined_rows[i]]
+    t_masks, (h, w) = align_to_gt_frame(teacher.masks, sample, frame)
+    r_masks, _ = align_to_gt_frame(record.refined[i].masks, sample, frame)
+    acc.update(t_masks, r_masks, teacher.labels, teacher.scores, gt.masks[:, :h, :w],
+               gt.labels)
+
+
+@torch.no_grad()
+def evaluate_sam_benefit(model, dataloader: Iterable, refiner=_MODEL,
+                         max_images: Optional[int] = None, iou_thr: float = 0.5
+                         ) -> Dict[str, np.ndarray]:
+    """Per-class teacher vs SAM-refined mask IoU on images with GT
+    (:class:`mmssis.evaluation.SamBenefit`): does this SAM help on this data?
+
+    The pairs are the detector's own kept pseudo-instances and their refinements, from one
+    :meth:`SemiMaskDetector.pseudo_label` call per batch (``record.kept[i][rows]`` with
+    ``record.refined[i]``), both brought into the GT frame.
+
+    Args:
+        model: A ``SemiMaskDetector`` (possibly wrapped).
+        dataloader: Test-style batches with GT masks.
+        refiner: A ``PseudoLabelSamRefiner``; default: the model's.
+        max_images: Stop after this many images; None: all.
+        iou_thr: IoU of a teacher mask's GT match.
+
+    Returns:
+        The :meth:`SamBenefit.compute` table.
+
+    Raises:
+        ValueError: There is no refiner.
+    """
+    from mmssis.evaluation.sam_benefit import SamBenefit
+    model = unwrap_model(model)
+    _check_semi(model)
+    if refiner is _MODEL:
+        refiner = model.sam_refiner
+    if refiner is None:
+        raise ValueError('evaluate_sam_benefit needs a SAM refiner (the model has none)')
+    acc = SamBenefit(model.num_classes, iou_thr)
+    was_training = model.training
+    model.eval()
+    seen = 0
+    try:
+        for batch in dataloader:
+            if max_images is not None and seen >= max_images:
+                break
+            data = model.data_preprocessor(batch, False)
+            inputs, samples = data['inputs'], data['data_samples']
+            if max_images is not None:
+                inputs, samples = inputs[:max_images - seen], samples[:max_images - seen]
+            gts = [gt_instance_masks(s.gt_instances) for s in samples]
+            record = model.pseudo_label(inputs, samples, refine=refiner)
+            for i, sample in enumerate(samples):
+                _add_pairs(acc, record, i, sample, *gts[i])
+            seen += len(samples)
+    finally:
+        model.train(was_training)
+    return acc.compute()

@@ -154,7 +154,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     from mmengine.runner import load_checkpoint
 
     from mmssis.apis.pseudo_labels import evaluate_pseudo_labels
-    from mmssis.evaluation import format_quality_table
+    from mmssis.evaluation import (SamBenefit, format_benefit_table, format_quality_table,
+                                   sam_helps)
     from mmssis.utils import register_all_modules
     for path, what in ((args.config, 'config'), (args.checkpoint, 'checkpoint')):
         if not osp.isfile(path):
@@ -168,15 +169,24 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     loader = build_dataloader(cfg, args.split, args.ann_file, args.img_dir, args.batch_size)
     refiner = build_pseudo_refiner(args, config_refiner)
     print(f'SAM refiner: {refiner.refiner if refiner is not None else None!r}')
+    benefit = SamBenefit(model.num_classes, args.iou_thr) if refiner is not None else None
     metrics = evaluate_pseudo_labels(model, loader, max_images=args.max_images,
                                      refiner=refiner, iou_thr=args.iou_thr,
-                                     class_aware=not args.class_agnostic, progress=True)
+                                     class_aware=not args.class_agnostic, progress=True,
+                                     sam_benefit=benefit)
     print()
     print(f'pseudo-labels: score_thr={model.semi_train_cfg.score_thr}, '
           f'mask_thr={model.semi_train_cfg.mask_thr}, '
           f'min_mask_area={model.semi_train_cfg.min_mask_area}; matching IoU >= '
           f"{args.iou_thr}{' (class-agnostic)' if args.class_agnostic else ''}")
     print(format_quality_table(metrics))
+    if benefit is not None:
+        table = benefit.compute()
+        names = list(loader.dataset.metainfo['classes'])
+        print('\nDoes SAM help? Per class, kept pseudo-masks and their SAM refinement scored '
+              'against the GT the teacher mask matches (mask IoU):')
+        print(format_benefit_table(table, names, sam_helps(table)))
+        metrics.update({f'sam_gain/{n}': float(g) for n, g in zip(names, table['gain'])})
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:

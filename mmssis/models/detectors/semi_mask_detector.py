@@ -66,6 +66,9 @@ class PseudoLabelRecord:
             bool ``masks`` (N', h, w) and boxes of those masks.
         ignored: Per image, the uncertain detections (``ignore_score_thr``) or ``None``.
         refined: Per image, ``kept`` after SAM refinement (``None`` without SAM).
+        refined_rows: Per image, the row of ``kept`` each refined instance comes from
+            (refinement drops masks left below ``min_mask_area``), so ``kept[i][rows]`` and
+            ``refined[i]`` pair up.
         student_inputs: ``(B, 3, H_pad, W_pad)`` student images (``None`` when the record
             stops at the teacher view).
         student_samples: The student samples with the pseudo-labels as ``gt_instances``.
@@ -78,6 +81,7 @@ class PseudoLabelRecord:
     kept: List[InstanceData]
     ignored: List[Optional[InstanceData]]
     refined: Optional[List[InstanceData]] = None
+    refined_rows: Optional[List[Tensor]] = None
     student_inputs: Optional[Tensor] = None
     student_samples: Optional[SampleList] = None
     stats: Dict[str, float] = field(default_factory=dict)
@@ -237,15 +241,17 @@ class SemiMaskDetector(SemiBaseDetector):
                  # mean class score of the kept pseudo-labels (0 when none is kept)
                  'unsup_pseudo_score': float(kept_scores.mean())
                  if kept_scores is not None and kept_scores.numel() else 0.0}
-        refined = None
+        refined = refined_rows = None
         refiner = self._sam_refiner if refine is True else (refine or None)
         if refiner is not None:
             refined, sam_stats = refiner.refine_batch(
                 teacher_inputs, teacher_samples, kept, view_normalization(self.data_preprocessor))
+            refined_rows = [torch.nonzero(self._large_enough(inst)).flatten()
+                            for inst in refined]
             refined = [self._drop_small(inst) for inst in refined]
             stats.update(sam_stats)
         record = PseudoLabelRecord(teacher_inputs, teacher_samples, candidates, kept, ignored,
-                                   refined, stats=stats)
+                                   refined, refined_rows=refined_rows, stats=stats)
         if self.semi_train_cfg.get('ignore_score_thr') is not None:
             stats['unsup_pseudo_num_ignored'] = sum(len(i) for i in ignored) / max(len(kept), 1)
         if student_inputs is None:
@@ -364,9 +370,13 @@ class SemiMaskDetector(SemiBaseDetector):
         inst.masks = inst.mask_logits >= logit_thr
         return self._drop_small(inst)
 
-    def _drop_small(self, inst: InstanceData) -> InstanceData:
+    def _large_enough(self, inst: InstanceData) -> Tensor:
+        """``(N,)`` bool: mask area > ``min_mask_area``."""
         area = inst.masks.flatten(1).sum(1) if len(inst) else inst.scores.new_zeros(0)
-        inst = inst[area > self.semi_train_cfg.min_mask_area]
+        return area > self.semi_train_cfg.min_mask_area
+
+    def _drop_small(self, inst: InstanceData) -> InstanceData:
+        inst = inst[self._large_enough(inst)]
         inst.bboxes = masks_to_boxes(inst.masks)
         return inst
 
