@@ -192,22 +192,7 @@ def evaluate_sam_benefit(model, dataloader: Iterable, refiner=_MODEL,
     if refiner is None:
         raise ValueError('evaluate_sam_benefit needs a SAM refiner (the model has none)')
     acc = SamBenefit(model.num_classes, iou_thr)
-    was_training = model.training
-    model.eval()
-    seen = 0
-    try:
-        for batch in dataloader:
-            if max_images is not None and seen >= max_images:
-                break
-            data = model.data_preprocessor(batch, False)
-            inputs, samples = data['inputs'], data['data_samples']
-            if max_images is not None:
-                inputs, samples = inputs[:max_images - seen], samples[:max_images - seen]
-            gts = [gt_instance_masks(s.gt_instances) for s in samples]
-            record = model.pseudo_label(inputs, samples, refine=refiner)
-            for i, sample in enumerate(samples):
-                _add_pairs(acc, record, i, sample, *gts[i])
-            seen += len(samples)
-    finally:
-        model.train(was_training)
+    # the pairs of the quality evaluation's own pass (one loop over the data)
+    evaluate_pseudo_labels(model, dataloader, max_images=max_images, refiner=refiner,
+                           iou_thr=iou_thr, sam_benefit=acc)
     return acc.compute()
