@@ -1,12 +1,16 @@
 """S4M ablation on the demo data: supervised -> semi -> + refinement -> + ARP ->
-+ distillation -> + calibration, over several seeds, as a markdown table of segm AP.
++ distillation -> + calibration -> + measured refinement, over several seeds, as a markdown
+table of segm AP.
 
-Rows are cumulative. Stage-1 teachers (plain and SAM-distilled) are trained once per seed
+Rows are cumulative, except the last: ``no refinement`` is the full config with SAM
+refinement off (``policy='never'``), the baseline of the two refinement policies (``+
+calibration`` refines every pseudo-mask, S4M's rule; ``+ measured refinement``, the demo
+config, only the classes where SAM is measured to help). Stage-1 teachers (plain and SAM-distilled) are trained once per seed
 and shared by the stage-2 rows. Every run is an ordinary ``tools/train.py`` run, scheduled
 by :class:`mmssis.apis.StageRunner` (``--jobs`` at a time, a stage starts when its teacher is
 done); finished runs are skipped, so the script can be re-run to resume. Seed 0 uses the
 configs unchanged, so its runs are the ``make demo`` runs: ``--seed0-dir work_dirs/demo``
-reuses them (``sup``, ``semi``, ``s4m_stage1``, ``s4m``). Figures go to
+reuses them (``sup``, ``semi``, ``s4m_stage1``, ``s4m``, the measured row). Figures go to
 ``benchmarks/results/ablation.{md,json}``.
 
 Usage:
@@ -33,6 +37,8 @@ DISTILL = D + 's4m-distill_mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py'
 SEMI = D + 'gd_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'
 REFINE = D + 's4m-refine_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'
 ARP = D + 's4m-arp_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'
+S4M_ALWAYS = D + 's4m-sam-always_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'
+S4M_NEVER = D + 's4m-sam-never_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'
 S4M = D + 's4m_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'
 # (table row, stage name, config, teacher stage). Stage names match tools/misc/run_demo.py
 # where the run is the same.
@@ -42,7 +48,9 @@ ROWS = [
     ('+ refinement', 'refine_plain', REFINE, 'sup'),
     ('+ ARP', 'arp_plain', ARP, 'sup'),
     ('+ distillation', 'arp_distill', ARP, 's4m_stage1'),
-    ('+ calibration', 's4m', S4M, 's4m_stage1'),
+    ('+ calibration', 's4m_always', S4M_ALWAYS, 's4m_stage1'),
+    ('+ measured refinement', 's4m', S4M, 's4m_stage1'),
+    ('no refinement', 's4m_never', S4M_NEVER, 's4m_stage1'),
 ]
 
 
@@ -133,10 +141,13 @@ def main() -> None:
         lines.append(f'| {row} | {statistics.mean(v):.3f} ± {spread:.3f} | '
                      f'{statistics.mean(v) / sup:.2f} | ' + ', '.join(f'{x:.3f}' for x in v)
                      + ' |')
-    lines += ['', 'Rows are cumulative (each adds one part to the row above'
-              + ('' if len(rows) == len(ROWS) else '; a subset of the rows ran, so "+ '
-                 'calibration" is the full S4M demo config: refinement, ARP, distilled teacher, '
-                 'calibration') + '). Spread = half the max-min range over seeds.',
+    lines += ['', 'Rows are cumulative (each adds one part to the row above; a subset of the '
+              'rows may have run, then a row adds all parts between it and the row above): '
+              '"+ calibration" is the full S4M demo config with S4M\'s refinement (SAM refines '
+              'every pseudo-mask), "+ measured refinement" the demo config (SAM refines only '
+              'the classes where it is measured to help on the calibration slice), "no '
+              'refinement" the full config without SAM refinement. Spread = half the max-min '
+              'range over seeds.',
               f'Machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU; '
               f'{args.jobs} stage(s) at a time; wall time {time.time() - t0:.0f} s '
               '(runs found finished were not re-run).']

@@ -174,12 +174,14 @@ def evaluate_sam_benefit(model, dataloader: Iterable, refiner=_MODEL,
     Args:
         model: A ``SemiMaskDetector`` (possibly wrapped).
         dataloader: Test-style batches with GT masks.
-        refiner: A ``PseudoLabelSamRefiner``; default: the model's.
+        refiner: A ``PseudoLabelSamRefiner``; default: the model's. Its policy is lifted
+            (:meth:`~mmssis.models.utils.PseudoLabelSamRefiner.ungated`): every kept
+            pseudo-instance is refined, as the question is what SAM would do.
         max_images: Stop after this many images; None: all.
         iou_thr: IoU of a teacher mask's GT match.
 
     Returns:
-        The :meth:`SamBenefit.compute` table.
+        The :meth:`SamBenefit.compute` table (pairs of all ranks).
 
     Raises:
         ValueError: There is no refiner.
@@ -192,7 +194,15 @@ def evaluate_sam_benefit(model, dataloader: Iterable, refiner=_MODEL,
     if refiner is None:
         raise ValueError('evaluate_sam_benefit needs a SAM refiner (the model has none)')
     acc = SamBenefit(model.num_classes, iou_thr)
-    # the pairs of the quality evaluation's own pass (one loop over the data)
-    evaluate_pseudo_labels(model, dataloader, max_images=max_images, refiner=refiner,
-                           iou_thr=iou_thr, sam_benefit=acc)
-    return acc.compute()
+    # A measurement during training must not move the point sampling of the training
+    # refiner (the ungated copy shares its generator).
+    generator = getattr(refiner.refiner, 'generator', None)
+    rng_state = generator.get_state() if generator is not None else None
+    try:
+        # the pairs of the quality evaluation's own pass (one loop over the data)
+        evaluate_pseudo_labels(model, dataloader, max_images=max_images,
+                               refiner=refiner.ungated(), iou_thr=iou_thr, sam_benefit=acc)
+    finally:
+        if rng_state is not None:
+            generator.set_state(rng_state)
+    return acc.gather().compute()

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from mmssis.structures import as_bool_masks, mask_iou, match_instances
 
-__all__ = ['SamBenefit', 'sam_helps', 'format_benefit_table']
+__all__ = ['SamBenefit', 'sam_helps', 'refine_decisions', 'format_benefit_table']
 
 
 @dataclass
@@ -74,6 +74,15 @@ class SamBenefit:
             self._pairs[int(labels[r])].append((float(a), float(b)))
         return len(rows)
 
+    def gather(self) -> 'SamBenefit':
+        """All-gather the pairs of every rank (in place; a no-op in one process), so each
+        rank computes the same table. Returns ``self``."""
+        from mmengine.dist import all_gather_object, get_world_size
+        if get_world_size() > 1:
+            parts = all_gather_object(self._pairs)
+            self._pairs = [sum((p[c] for p in parts), []) for c in range(self.num_classes)]
+        return self
+
     def compute(self) -> Dict[str, np.ndarray]:
         """``num`` (C,) int and ``teacher_iou``, ``refined_iou``, ``gain``, ``gain_se``,
         ``worse`` (C,) float (NaN for classes without pairs)."""
@@ -102,6 +111,13 @@ def sam_helps(table: Dict[str, np.ndarray], z: float = 1.64,
     for n, gain, se in zip(table['num'], table['gain'], table['gain_se']):
         out.append(None if n < min_support else bool(gain - z * se > 0))
     return out
+
+
+def refine_decisions(decisions: Sequence[Optional[bool]],
+                     refine_undecided: bool = False) -> List[bool]:
+    """Per class, whether to refine: where SAM helps, and the undecided classes (``None``)
+    only with ``refine_undecided``."""
+    return [d is True or (d is None and refine_undecided) for d in decisions]
 
 
 def format_benefit_table(table: Dict[str, np.ndarray], class_names: Sequence[str],

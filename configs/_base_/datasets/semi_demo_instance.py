@@ -101,3 +101,13 @@ demo_calibration_hook = dict(
     type='ConfidenceCalibrationHook', dataloader='calibration_dataloader', interval=100,
     max_images=24, target_precision=0.8, min_thr=0.3, max_thr=0.95, iou_thr=0.5,
     default_thr=None, start_iter=0, calibrate_at_start=True)
+
+# SAM's benefit per class on the same slice (SamBenefitHook): at the same iterations the
+# teacher's kept pseudo-masks are refined by the configured SAM and both are scored against
+# GT; with the refiner's policy='measured' a class is refined only where the gain in mask
+# IoU exceeds 1.64 standard errors of its per-instance gains (>= 5 matched instances; fewer:
+# not refined). Add it after the calibration hook (it measures with the new thresholds).
+demo_sam_benefit_hook = dict(
+    type='SamBenefitHook', dataloader='calibration_dataloader', interval=100,
+    max_images=24, iou_thr=0.5, z=1.64, min_support=5, refine_undecided=False,
+    start_iter=0, measure_at_start=True)

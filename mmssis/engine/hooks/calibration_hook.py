@@ -14,17 +14,14 @@ SAM, its mask filter but not its score threshold), compared with the ground trut
 ground truth's frame (:func:`mmssis.structures.align_to_gt_frame`, the same frame rule as
 the pseudo-label quality metric).
 """
-import copy
 import logging
-import math
 import os
 import os.path as osp
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from mmengine.dist import all_gather_object, get_world_size, is_main_process
-from mmengine.hooks import Hook
+from mmengine.dist import all_gather_object, is_main_process
 from mmengine.logging import print_log
 
 from mmssis.apis.pseudo_labels import Records, calibration_records
@@ -32,6 +29,7 @@ from mmssis.evaluation.calibration import per_class_calibration, precision_curve
 from mmssis.registry import HOOKS
 from mmssis.utils.misc import unwrap_model
 from mmssis.visualization import render_reliability_figure
+from .calibration_slice import CalibrationSliceHook
 
 #: Key under ``checkpoint['meta']`` holding the hook state.
 CKPT_META_KEY = 'calibration'
@@ -39,34 +37,19 @@ CKPT_META_KEY = 'calibration'
 MESSAGE_HUB_INFO_KEY = 'calibration'
 
 
-def teacher_fingerprint(teacher: torch.nn.Module) -> Tuple[float, ...]:
-    """A cheap identity of the teacher's weights and buffers (float64 sums per tensor).
-
-    Equal fingerprints mean (practically) identical teachers, so a calibration would
-    reproduce the last one; used to skip re-calibrating a frozen teacher.
-    """
-    with torch.no_grad():
-        return tuple(float(t.detach().double().sum())
-                     for t in list(teacher.parameters()) + list(teacher.buffers())
-                     if t.is_floating_point())
-
-
 @HOOKS.register_module()
-class ConfidenceCalibrationHook(Hook):
+class ConfidenceCalibrationHook(CalibrationSliceHook):
     """Calibrate per-class pseudo-label score thresholds on labelled images.
 
-    When: after optimizer step ``step = runner.iter + 1`` if ``step >= start_iter`` and
-    ``(step - start_iter) % interval == 0``; and in ``before_train`` if
-    ``calibrate_at_start`` (the stage-1 teacher is already meaningful at iteration 0),
-    except when a resumed checkpoint already carried thresholds (they were computed with
-    the very teacher that was saved, so they are restored instead).
+    When, on which images, and how the state resumes: :class:`CalibrationSliceHook`
+    (``calibrate_at_start`` is its ``at_start``; a resumed checkpoint's thresholds were
+    computed with the very teacher that was saved, so they are restored instead).
 
     What: the teacher predicts on up to ``max_images`` images of the calibration
-    dataloader (split evenly over ranks; each rank uses its sampler shard, and the
-    detections of all ranks are all-gathered so every rank sets identical thresholds).
-    Candidates and frames: see the module docstring. Each candidate is correct if it
-    matches an unmatched ground truth of its class with mask IoU >= ``iou_thr``
-    (:func:`~mmssis.evaluation.match_detections`). Then
+    dataloader (split evenly over ranks; the detections of all ranks are all-gathered so
+    every rank sets identical thresholds). Candidates and frames: see the module docstring.
+    Each candidate is correct if it matches an unmatched ground truth of its class with
+    mask IoU >= ``iou_thr`` (:func:`~mmssis.evaluation.match_detections`). Then
 
     * ``model.class_score_thr = tensor(select_thresholds(...))`` (C,) float32 (see
       :func:`~mmssis.evaluation.select_thresholds` for the exact rule);
@@ -82,17 +65,11 @@ class ConfidenceCalibrationHook(Hook):
       on a missing sub-folder).
 
     Resume: ``{'thresholds', 'ece', 'class_ece', 'iter', 'num_detections'}`` is saved in
-    ``checkpoint['meta']['calibration']``. It is adopted in ``before_train`` only when the
-    run resumes (``runner.iter > 0``), like ``TeacherScheduleHook``: a ``load_from`` starts
-    fresh. Adopting it sets ``model.class_score_thr`` before the first iteration.
+    ``checkpoint['meta']['calibration']``; adopting it sets ``model.class_score_thr``
+    before the first iteration.
 
     Args:
-        dataloader: Dataloader config (like ``val_dataloader``; its pipeline must load GT
-            masks), the name of a top-level dataloader config of the run's config (e.g.
-            ``'calibration_dataloader'``; read from ``runner.cfg``), or a built
-            ``DataLoader``. ``None`` reuses ``runner.val_dataloader``.
-        interval: Calibrate every this many optimizer steps.
-        max_images: Images per calibration, over all ranks.
+        dataloader, interval, max_images, start_iter: See :class:`CalibrationSliceHook`.
         target_precision: Wanted pseudo-label precision per class.
         min_thr: Lowest threshold.
         max_thr: Highest threshold (also used for classes that never reach the target).
@@ -100,15 +77,14 @@ class ConfidenceCalibrationHook(Hook):
         default_thr: Threshold of classes with fewer than ``min_support`` detections
             scoring ``>= min_thr``: a float, a per-class list, or ``None`` for the
             detector's ``semi_train_cfg.score_thr``.
-        start_iter: First step at which to calibrate (e.g. the burn-in end).
-        calibrate_at_start: Calibrate in ``before_train`` (see above).
+        calibrate_at_start: Calibrate in ``before_train``.
         min_support: See ``default_thr``.
         num_bins: Equal-width ECE bins.
         min_score: Ignore candidates scoring below this.
         vis_name: Image name for the visualisation backends.
     """
 
-    priority = 'LOW'  # after TeacherScheduleHook (NORMAL), before CheckpointHook
+    ckpt_key = CKPT_META_KEY
 
     def __init__(self,
                  dataloader: Optional[Union[dict, str, object]] = None,
@@ -125,29 +101,22 @@ class ConfidenceCalibrationHook(Hook):
                  num_bins: int = 10,
                  min_score: float = 0.05,
                  vis_name: str = 'calibration_reliability') -> None:
-        if interval < 1:
-            raise ValueError(f'interval must be >= 1, got {interval}')
-        if max_images < 1:
-            raise ValueError(f'max_images must be >= 1, got {max_images}')
         if not 0.0 <= min_thr <= max_thr <= 1.0:
             raise ValueError(f'need 0 <= min_thr <= max_thr <= 1, got {min_thr}, {max_thr}')
-        self.dataloader_cfg = dataloader
-        self.interval = int(interval)
-        self.max_images = int(max_images)
+        super().__init__(dataloader, interval, max_images, start_iter, calibrate_at_start)
         self.target_precision = float(target_precision)
         self.min_thr = float(min_thr)
         self.max_thr = float(max_thr)
         self.iou_thr = float(iou_thr)
         self.default_thr = default_thr
-        self.start_iter = int(start_iter)
-        self.calibrate_at_start = calibrate_at_start
         self.min_support = int(min_support)
         self.num_bins = int(num_bins)
         self.min_score = float(min_score)
         self.vis_name = vis_name
-        self._loader = None
-        self._loaded_state: Optional[Dict] = None
-        self._reset_state()
+
+    @property
+    def calibrate_at_start(self) -> bool:
+        return self.at_start
 
     # ------------------------------------------------------------------ state
     def _reset_state(self) -> None:
@@ -156,7 +125,12 @@ class ConfidenceCalibrationHook(Hook):
         self.class_ece: Optional[List[float]] = None
         self.last_iter = -1  # optimizer steps done at the last calibration; -1 = never
         self.num_detections = 0
-        self._fingerprint: Optional[Tuple[float, ...]] = None  # teacher at last calibration
+
+    def _measured(self) -> bool:
+        return self.thresholds is not None
+
+    def _restored_summary(self) -> str:
+        return f'thresholds {self.thresholds}'
 
     def state_dict(self) -> Dict:
         """Plain-Python state (safe for ``weights_only`` checkpoint loading)."""
@@ -179,76 +153,11 @@ class ConfidenceCalibrationHook(Hook):
                                                                  dtype=torch.float32)
         runner.message_hub.update_info(MESSAGE_HUB_INFO_KEY, self.state_dict())
 
-    # ------------------------------------------------------------------ hooks
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint.setdefault('meta', {})[CKPT_META_KEY] = self.state_dict()
-
-    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Remember the saved state; ``before_train`` adopts it if the run resumes.
-
-        mmengine calls this for ``load_from`` and ``resume`` alike and sets
-        ``runner.iter`` only afterwards.
-        """
-        state = (checkpoint.get('meta') or {}).get(CKPT_META_KEY)
-        self._loaded_state = dict(state) if state is not None else None
-
-    def before_train(self, runner) -> None:
-        model = unwrap_model(runner.model)
-        if not isinstance(getattr(model, 'teacher', None), torch.nn.Module):
-            raise AttributeError('ConfidenceCalibrationHook needs model.teacher (nn.Module)')
-        self._reset_state()
-        if runner.iter > 0 and self._loaded_state is not None:
-            self.load_state_dict(self._loaded_state)
-            print_log(f'ConfidenceCalibrationHook: restored thresholds {self.thresholds} '
-                      f'(calibrated at iter {self.last_iter}).', logger='current')
-        self._loaded_state = None
-        self._apply(runner)
-        if self.calibrate_at_start and self.thresholds is None:
-            self.calibrate(runner, runner.iter)
-
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
-                         outputs=None) -> None:
-        step = runner.iter + 1
-        if step >= self.start_iter and (step - self.start_iter) % self.interval == 0:
-            teacher = unwrap_model(runner.model).teacher
-            if (self.thresholds is not None
-                    and teacher_fingerprint(teacher) == self._fingerprint):
-                # A frozen teacher (before burn-in) scores the slice exactly as before.
-                print_log(f'ConfidenceCalibrationHook @ iter {step}: teacher unchanged since '
-                          f'iter {self.last_iter}, thresholds kept.', logger='current')
-                return
-            self.calibrate(runner, step)
-
     # ------------------------------------------------------------------ calibration
-    def _calibration_loader(self, runner):
-        if self._loader is None:
-            cfg = self.dataloader_cfg
-            if isinstance(cfg, str):  # a top-level dataloader entry of the run's config
-                if cfg not in runner.cfg:
-                    raise KeyError(f'ConfidenceCalibrationHook: dataloader={cfg!r} is not '
-                                   'a key of the config')
-                cfg = runner.cfg[cfg]
-            if cfg is None:
-                self._loader = runner.val_dataloader
-            elif isinstance(cfg, dict):
-                self._loader = runner.build_dataloader(copy.deepcopy(cfg), seed=runner.seed)
-            else:
-                self._loader = cfg
-        return self._loader
-
     def _collect(self, runner, model: torch.nn.Module) -> Records:
         """This rank's records over its share of ``max_images`` calibration images."""
-        limit = math.ceil(self.max_images / get_world_size())
-        parts: List[Records] = []
-        seen = 0
-        for data in self._calibration_loader(runner):
-            take = min(len(data['inputs']), limit - seen)
-            data = dict(data, inputs=data['inputs'][:take],
-                        data_samples=data['data_samples'][:take])
-            parts.append(calibration_records(model, data, self.iou_thr, self.min_score))
-            seen += take
-            if seen >= limit:
-                break
+        parts = [calibration_records(model, data, self.iou_thr, self.min_score)
+                 for data in self._batches(runner)]
         if not parts:
             return dict(scores=np.zeros(0), labels=np.zeros(0, np.int64),
                         correct=np.zeros(0, bool))
@@ -260,15 +169,8 @@ class ConfidenceCalibrationHook(Hook):
         cfg = getattr(model, 'semi_train_cfg', None) or {}
         return cfg.get('score_thr', 0.7)
 
-    def _class_names(self, num_classes: int) -> List[str]:
-        dataset = getattr(self._loader, 'dataset', None)
-        names = list((getattr(dataset, 'metainfo', None) or {}).get('classes') or [])
-        if len(names) != num_classes:
-            names = [str(i) for i in range(num_classes)]
-        return names
-
     @torch.no_grad()
-    def calibrate(self, runner, step: int) -> Dict:
+    def measure(self, runner, step: int) -> Dict:
         """Run one calibration after ``step`` optimizer steps; returns the new state."""
         model = unwrap_model(runner.model)
         teacher = model.teacher
@@ -293,10 +195,13 @@ class ConfidenceCalibrationHook(Hook):
         self.class_ece = [float(e) for e in calib['class_ece']]
         self.last_iter = int(step)
         self.num_detections = int(len(rec['scores']))
-        self._fingerprint = teacher_fingerprint(teacher)
         self._apply(runner)
         self._report(runner, step, rec, calib, thresholds)
         return self.state_dict()
+
+    def calibrate(self, runner, step: int) -> Dict:
+        """:meth:`measure`, remembering the teacher (an unchanged one is not re-measured)."""
+        return self._measure_and_remember(runner, step)
 
     def _report(self, runner, step: int, rec: Records, calib: dict,
                 thresholds: np.ndarray) -> None:

@@ -13,7 +13,16 @@ Two places to encode (``embed_on``):
   warped into the original frame through ``inv(homography_matrix)``, refined there, and the
   refined masks warped back. With a cache, every image is encoded once for the whole run
   (hit rate -> 1 after the first epoch).
+
+Which instances go to SAM (``policy``):
+
+* ``'always'``: every kept pseudo-instance (S4M; the paper configs).
+* ``'never'``: none (the teacher's masks pass through; SAM never runs).
+* ``'measured'``: those of the classes where SAM was measured to help
+  (:attr:`PseudoLabelSamRefiner.class_enabled`, set by :class:`mmssis.engine.SamBenefitHook`
+  from the calibration slice); refining before a measurement is an error.
 """
+import copy
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -70,15 +79,56 @@ class PseudoLabelSamRefiner:
         embed_on: ``'original'`` or ``'view'`` (see module docstring).
         backend_args: ``mmengine.fileio`` backend of the original images (as the data
             set's ``backend_args``: S3, petrel, ...); read only on an embedding-cache miss.
+        policy: ``'always'``, ``'measured'`` or ``'never'`` (see module docstring).
     """
 
+    POLICIES = ('always', 'measured', 'never')
+
     def __init__(self, refiner, embed_on: str = 'original',
-                 backend_args: Optional[dict] = None) -> None:
+                 backend_args: Optional[dict] = None, policy: str = 'always') -> None:
         if embed_on not in ('original', 'view'):
             raise ValueError(f"embed_on must be 'original' or 'view', got {embed_on!r}")
+        if policy not in self.POLICIES:
+            raise ValueError(f'policy must be one of {self.POLICIES}, got {policy!r}')
         self.refiner = MODELS.build(refiner) if isinstance(refiner, dict) else refiner
         self.embed_on = embed_on
         self.backend_args = backend_args
+        self.policy = policy
+        #: Per class, whether its instances go to SAM under ``policy='measured'``
+        #: (``None``: not measured yet).
+        self.class_enabled: Optional[List[bool]] = None
+
+    def ungated(self) -> 'PseudoLabelSamRefiner':
+        """A shallow copy (same SAM, cache and generator) that refines every instance: what
+        measuring SAM's benefit compares against the teacher, whatever the policy."""
+        out = copy.copy(self)
+        out.policy, out.class_enabled = 'always', None
+        return out
+
+    def set_class_enabled(self, enabled: Optional[Sequence[bool]]) -> None:
+        """Set :attr:`class_enabled` (``(C,)`` bools, or ``None`` to forget it)."""
+        self.class_enabled = None if enabled is None else [bool(e) for e in enabled]
+
+    def refines(self, labels: Tensor) -> Tensor:
+        """``(N,)`` bool: which instances of classes ``labels`` (N,) go to SAM.
+
+        Raises:
+            RuntimeError: ``policy='measured'`` before any measurement.
+        """
+        if self.policy == 'always':
+            return torch.ones_like(labels, dtype=torch.bool)
+        if self.policy == 'never':
+            return torch.zeros_like(labels, dtype=torch.bool)
+        if self.class_enabled is None:
+            raise RuntimeError(
+                "PseudoLabelSamRefiner(policy='measured') has no per-class decision yet: add "
+                "SamBenefitHook to custom_hooks (it measures before the first iteration), or "
+                "use policy='always' / 'never'")
+        enabled = torch.as_tensor(self.class_enabled, dtype=torch.bool, device=labels.device)
+        if labels.numel() and int(labels.max()) >= len(enabled):
+            raise ValueError(f'class_enabled has {len(enabled)} classes, labels go up to '
+                             f'{int(labels.max())}')
+        return enabled[labels]
 
     def read_image(self, img_path: str) -> np.ndarray:
         """``(H, W, 3)`` uint8 RGB image at ``img_path`` through ``mmengine.fileio``."""
@@ -140,9 +190,11 @@ class PseudoLabelSamRefiner:
                 (:func:`view_normalization`); needed with ``embed_on='view'``.
 
         Returns:
-            The refined instances (new ``masks``; ``sam_iou`` = SAM's predicted IoU) and
-            logging statistics: mean IoU between teacher and refined masks, share of
-            instances whose mask came from SAM, and the embedding-cache hit rate.
+            The refined instances (new ``masks``; ``sam_iou`` = SAM's predicted IoU, NaN
+            for instances the policy kept from SAM) and logging statistics: the share of
+            instances sent to SAM (``unsup_sam_sent``, 1 under ``'always'``), mean IoU
+            between teacher and refined masks of those, share of all instances whose mask
+            came from SAM, and the embedding-cache hit rate.
         """
         self.refiner.backend.follow(batch_inputs.device)
         views = None
@@ -152,27 +204,50 @@ class PseudoLabelSamRefiner:
             views = denormalize_views(batch_inputs,
                                       [s.metainfo['img_shape'] for s in batch_data_samples],
                                       **normalization)
-        ious, used, out = [], [], []
+        ious, used, sent, out = [], [], [], []
         for i, (sample, inst) in enumerate(zip(batch_data_samples, instances)):
             if len(inst) == 0:
                 out.append(inst)
                 continue
+            sel = self.refines(inst.labels)
+            sent.append(sel.float())
+            if not sel.any():  # no encode: nothing of this image goes to SAM
+                inst = inst.clone()
+                inst.sam_iou = torch.full((len(inst), ), float('nan'),
+                                          device=inst.masks.device)
+                used.append(torch.zeros(len(inst), device=inst.masks.device))
+                out.append(inst)
+                continue
+            full = bool(sel.all())
+            part = inst if full else inst[sel]
             if self.embed_on == 'view':
-                res = self.refiner.refine(views[i], inst.mask_logits, inst.bboxes,
+                res = self.refiner.refine(views[i], part.mask_logits, part.bboxes,
                                           cache_key=self._view_key(sample))
                 masks = res.masks
             else:
-                masks, res = self._refine_in_original(sample, inst)
+                masks, res = self._refine_in_original(sample, part)
+            ious.append(paired_mask_iou(part.masks, masks))
             inst = inst.clone()
-            ious.append(paired_mask_iou(inst.masks, masks))
-            used.append(res.from_sam.float())
-            inst.masks = masks
-            inst.sam_iou = res.iou_pred
+            if full:
+                inst.masks, inst.sam_iou = masks, res.iou_pred
+                used.append(res.from_sam.float())
+            else:  # the other classes keep their teacher masks
+                inst.masks = inst.masks.clone()
+                inst.masks[sel] = masks.to(inst.masks.dtype)
+                iou = torch.full((len(inst), ), float('nan'), device=res.iou_pred.device,
+                                 dtype=res.iou_pred.dtype)
+                iou[sel] = res.iou_pred
+                inst.sam_iou = iou
+                from_sam = torch.zeros(len(inst), device=res.from_sam.device)
+                from_sam[sel] = res.from_sam.float()
+                used.append(from_sam)
             out.append(inst)
         stats = {
             'unsup_sam_teacher_iou': float(torch.cat(ious).mean()) if ious else 0.0,
             'unsup_sam_used': float(torch.cat(used).mean()) if used else 0.0,
         }
+        if self.policy != 'always':
+            stats['unsup_sam_sent'] = float(torch.cat(sent).mean()) if sent else 0.0
         cache = self.refiner.cache
         if cache is not None:
             stats['sam_cache_hit_rate'] = float(cache.hit_rate)

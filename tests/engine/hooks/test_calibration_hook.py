@@ -16,6 +16,7 @@ from mmengine.structures import InstanceData
 from mmengine.visualization import Visualizer
 
 import mmssis.engine.hooks.calibration_hook as calib_mod
+import mmssis.engine.hooks.calibration_slice as slice_mod
 import mmssis.models.detectors.semi_mask_detector as semi_mod
 from mmssis.apis import evaluate_pseudo_labels
 from mmssis.engine.hooks import ConfidenceCalibrationHook
@@ -215,7 +216,7 @@ def _labels_in_val(demo) -> np.ndarray:
 def test_distributed_results_are_gathered(tiny_demo, model, monkeypatch, tmp_path):
     """Every rank calibrates on its share and uses all ranks' detections."""
     monkeypatch.setattr(semi_mod, 'teacher_pseudo_instances', _oracle())
-    monkeypatch.setattr(calib_mod, 'get_world_size', lambda: 2)
+    monkeypatch.setattr(slice_mod, 'get_world_size', lambda: 2)
     monkeypatch.setattr(calib_mod, 'all_gather_object', lambda obj: [obj, obj])
     runner = _runner(model, tmp_path)
     hook = ConfidenceCalibrationHook(dataloader=_loader_cfg(tiny_demo), max_images=4,

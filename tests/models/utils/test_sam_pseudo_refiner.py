@@ -118,3 +118,44 @@ def test_stale_cache_entry_of_another_image_size_is_an_error(tmp_path):
     samples[0].set_metainfo(dict(ori_shape=(32, 32)))
     with pytest.raises(ValueError, match='stale'):
         ref.refine_batch(inputs, samples, insts)
+
+
+def test_policies_choose_which_instances_go_to_sam(tmp_path):
+    """'never' runs no SAM at all; 'measured' refines the enabled classes only and keeps
+    the others' teacher masks; 'always' refines all (same masks as before policies)."""
+    inputs, samples, insts = _batch(tmp_path)
+    norm = view_normalization(_preprocessor())
+    always, stats = _refiner('original').refine_batch(inputs, samples, insts, norm)
+    assert 'unsup_sam_sent' not in stats  # S4M's logs unchanged
+
+    ref = _refiner('original')
+    encodes = []
+    original = ref.refiner.backend.encode_uncached
+    ref.refiner.backend.encode_uncached = lambda *a, **k: encodes.append(1) or original(*a, **k)
+    ref.policy = 'never'
+    out, stats = ref.refine_batch(inputs, samples, insts, norm)
+    assert not encodes and stats['unsup_sam_sent'] == 0 and stats['unsup_sam_used'] == 0
+    assert torch.equal(out[0].masks, insts[0].masks) and torch.isnan(out[0].sam_iou).all()
+
+    ref.policy = 'measured'
+    with pytest.raises(RuntimeError, match='SamBenefitHook'):
+        ref.refine_batch(inputs, samples, insts, norm)
+    ref.set_class_enabled([False, True])
+    ref.refiner.generator.manual_seed(0)
+    out, stats = ref.refine_batch(inputs, samples, insts, norm)
+    assert len(encodes) == 1 and stats['unsup_sam_sent'] == 0.5
+    assert torch.equal(out[0].masks[0], insts[0].masks[0])  # class 0: teacher mask
+    assert not torch.equal(out[0].masks[1], insts[0].masks[1])
+    assert torch.isnan(out[0].sam_iou[0]) and not torch.isnan(out[0].sam_iou[1])
+    ref.set_class_enabled([True])
+    with pytest.raises(ValueError, match='1 classes'):
+        ref.refine_batch(inputs, samples, insts, norm)
+
+    # ungated: a copy sharing SAM that refines everything, whatever the policy
+    ref.set_class_enabled([False, False])
+    free = ref.ungated()
+    assert free.refiner is ref.refiner and free.policy == 'always'
+    assert ref.policy == 'measured' and ref.class_enabled == [False, False]
+    with pytest.raises(ValueError, match='policy must be one of'):
+        PseudoLabelSamRefiner(ref.refiner, policy='sometimes')
+    assert always[0].masks.shape == out[0].masks.shape
