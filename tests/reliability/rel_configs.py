@@ -57,7 +57,8 @@ def tiny_sam_refiner(seed: int = 0) -> dict:
 
 
 def resume_test_cfg(data_root: str, work_dir: str, max_iters: int = 4) -> Config:
-    """Semi demo config for the exact-resume test: SAM refinement, ARP, calibration.
+    """Semi demo config for the exact-resume test: SAM refinement (``policy='measured'``,
+    decided by ``SamBenefitHook``), ARP, calibration.
 
     Batch 4 (2 labelled + 2 unlabelled: ARP needs 2 unlabelled images), checkpoints
     every 2 iterations, deterministic kernels, raw per-iteration losses in the json log
@@ -73,11 +74,15 @@ def resume_test_cfg(data_root: str, work_dir: str, max_iters: int = 4) -> Config
     semi.score_thr = 0.05
     semi.mask_thr = 0.05
     semi.sam_refiner = tiny_sam_refiner()
+    semi.sam_refiner.policy = 'measured'
     semi.instance_mixer = dict(type='ARPInstanceMixer', min_area=50)  # lazily seeded
     cfg.custom_hooks = [
         dict(type='TeacherScheduleHook', burn_in_iters=1, momentum=0.9),
         dict(type='ConfidenceCalibrationHook', interval=2, max_images=2,
              calibrate_at_start=False, min_thr=0.05, max_thr=0.1, min_support=1),
+        # the untrained teacher's masks rarely match GT: undecided classes are refined
+        dict(type='SamBenefitHook', interval=2, max_images=2, min_support=1,
+             refine_undecided=True),
         dict(type='RngStateHook'),
     ]
     cfg.train_cfg.val_begin = 10**9  # no validation at the last iteration either
