@@ -31,6 +31,7 @@ from mmengine.runner import load_checkpoint
 
 from mmssis.datasets.semi_data import build_unlabelled_dataset  # noqa: F401 (re-export)
 from mmssis.engine.hooks.pseudo_label_vis_hook import unlabelled_batch
+from mmssis.engine.hooks.sam_benefit_hook import restore_sam_decisions
 from mmssis.models.utils.sam_pseudo_refiner import view_normalization
 from mmssis.registry import MODELS
 from mmssis.utils import register_all_modules
@@ -70,7 +71,9 @@ def build_semi_model(cfg: Config, checkpoint: Optional[str], use_sam: bool,
         cfg: A semi config (``model.type`` a ``SemiMaskDetector``).
         checkpoint: Plain (fills the teacher) or semi checkpoint; None keeps the init.
         use_sam: Keep ``semi_train_cfg.sam_refiner`` (else it is removed, so no SAM
-            weights are loaded).
+            weights are loaded). A ``policy='measured'`` refiner gets the decisions saved
+            in ``checkpoint`` (:func:`restore_sam_decisions`); without any it refines every
+            pseudo-mask, and says so.
         device: Where the model runs.
 
     Returns:
@@ -86,8 +89,15 @@ def build_semi_model(cfg: Config, checkpoint: Optional[str], use_sam: bool,
         semi.pop('sam_refiner', None)
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmssis')):
         model = MODELS.build(model_cfg)
-    if checkpoint:
-        load_checkpoint(model, checkpoint, map_location='cpu')
+    ckpt = load_checkpoint(model, checkpoint, map_location='cpu') if checkpoint else None
+    if use_sam and model.sam_refiner.policy == 'measured':
+        enabled = restore_sam_decisions(model, ckpt)
+        if enabled is None:  # e.g. a stage-1 teacher: no run has measured SAM yet
+            model.sam_refiner.policy = 'always'
+            print("policy 'measured': the checkpoint holds no SAM decisions (not a measured "
+                  "run's checkpoint); drawing SAM's refinement of every pseudo-mask")
+        else:
+            print(f"policy 'measured': SAM refines the classes the run decided: {enabled}")
     return model.to(device).eval()
 
 

@@ -139,7 +139,9 @@ def build_pseudo_refiner(args, config_refiner):
     if args.sam == 'config':
         if not config_refiner:
             raise ValueError('--sam config: the config has no semi_train_cfg.sam_refiner')
-        return MODELS.build(config_refiner)
+        # every kept pseudo-mask is refined, whatever the config's policy: the question
+        # here is what SAM would do (a 'measured' run decides per class from this table)
+        return MODELS.build(config_refiner).ungated()
     refiner = _refine_tool().build_refiner(args.sam, args.sam_checkpoint, args.device,
                                            args.num_points, args.use_box, args.multimask,
                                            args.seed, fusion=args.fusion,

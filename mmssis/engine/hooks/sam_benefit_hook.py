@@ -199,3 +199,27 @@ class SamBenefitHook(CalibrationSliceHook):
                       level=logging.WARNING)
             return
         runner.visualizer.add_image(self.vis_name, image, step=step)
+
+
+def restore_sam_decisions(model, checkpoint: dict) -> Optional[List[bool]]:
+    """Outside training: give a loaded model's ``policy='measured'`` refiner the per-class
+    decisions its run saved (``checkpoint['meta']['sam_benefit']``, the last measurement).
+
+    Args:
+        model: A ``SemiMaskDetector`` (possibly wrapped) after loading ``checkpoint``.
+        checkpoint: The loaded checkpoint dict (``mmengine.runner.load_checkpoint``'s
+            return value).
+
+    Returns:
+        The restored ``class_enabled``, or ``None`` when the model has no ``'measured'``
+        refiner or the checkpoint holds no decisions (e.g. a stage-1 teacher); the caller
+        says what it does then.
+    """
+    refiner = getattr(unwrap_model(model), 'sam_refiner', None)
+    if refiner is None or refiner.policy != 'measured':
+        return None
+    state = ((checkpoint or {}).get('meta') or {}).get(CKPT_META_KEY) or {}
+    if state.get('enabled') is None:
+        return None
+    refiner.set_class_enabled(state['enabled'])
+    return refiner.class_enabled

@@ -1,5 +1,6 @@
 """PseudoLabelVisHook and tools/analysis_tools/browse_pseudo_labels.py: pseudo-label panels
 (teacher | SAM-refined | student + ARP) written through mmengine's vis backends."""
+import copy
 import os.path as osp
 from types import SimpleNamespace
 
@@ -218,3 +219,27 @@ def test_browse_tool_with_sam_has_three_panels(tiny_demo, tmp_path):
         assert 205 <= img.shape[0] <= 320 and img.shape[1] == 3 * img.shape[0] + 2 * GAP
     without = tool.build_semi_model(cfg, None, use_sam=False)
     assert without.sam_refiner is None
+
+
+def test_browse_tool_restores_the_runs_sam_decisions(tiny_demo, tmp_path, capsys):
+    """policy='measured': the checkpoint's SamBenefitHook decisions; a checkpoint without
+    them (a stage-1 teacher) refines every pseudo-mask and says so."""
+    tool = _browse_tool()
+    cfg = _tiny_semi_cfg(tiny_demo, tmp_path / 'work')
+    cfg.model.semi_train_cfg.sam_refiner = dict(
+        type='PseudoLabelSamRefiner', embed_on='original', policy='measured',
+        refiner=dict(type='SamMaskRefiner', num_points=0, use_box=True, multimask=False,
+                     backend=dict(type='SamModelBackend', sam=build_echo_sam(img_size=128))))
+    with DefaultScope.overwrite_default_scope('mmssis'):
+        semi = MODELS.build(copy.deepcopy(cfg.model))
+    run_ckpt, teacher_ckpt = str(tmp_path / 'run.pth'), str(tmp_path / 'stage1.pth')
+    torch.save(dict(state_dict=semi.state_dict(),
+                    meta=dict(sam_benefit=dict(iter=300, enabled=[True, False, False, True]))),
+               run_ckpt)
+    torch.save(dict(state_dict=semi.teacher.state_dict(), meta={}), teacher_ckpt)
+    model = tool.build_semi_model(cfg, run_ckpt, use_sam=True)
+    assert model.sam_refiner.policy == 'measured'
+    assert model.sam_refiner.class_enabled == [True, False, False, True]
+    model = tool.build_semi_model(cfg, teacher_ckpt, use_sam=True)
+    assert model.sam_refiner.policy == 'always'
+    assert 'holds no SAM decisions' in capsys.readouterr().out
