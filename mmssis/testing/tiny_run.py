@@ -49,3 +49,28 @@ def shrink_for_test(cfg: Config, data_root: str, work_dir: str, max_iters: int =
     for ev in (cfg.val_evaluator, cfg.test_evaluator):
         ev.ann_file = root + 'annotations/instances_val.json'
     return cfg
+
+
+def hook_runner(model, work_dir: str, it: int = 0, vis_dir: str = None):
+    """Enough of an mmengine ``Runner`` to drive a hook by hand: ``model``, ``iter``,
+    ``seed`` 0, ``work_dir``, ``build_dataloader``, and a real visualizer (local backend
+    saving under ``vis_dir``, default ``<work_dir>/vis``), message hub and logger, each
+    under a fresh name."""
+    from unittest.mock import MagicMock
+
+    from mmengine.logging import MessageHub, MMLogger
+    from mmengine.runner import Runner
+    from mmengine.visualization import Visualizer
+    runner = MagicMock()
+    runner.model = model
+    runner.iter = it
+    runner.seed = 0
+    runner.work_dir = work_dir
+    runner.build_dataloader = Runner.build_dataloader
+    name = uuid.uuid4().hex
+    runner.visualizer = Visualizer(name=f'hook_{name}',
+                                   vis_backends=[dict(type='LocalVisBackend')],
+                                   save_dir=vis_dir or f'{work_dir}/vis')
+    runner.message_hub = MessageHub.get_instance(f'hook_{name}')
+    runner.logger = MMLogger.get_instance(f'hook_{name}')
+    return runner

@@ -5,6 +5,26 @@ from typing import Optional, Sequence
 import numpy as np
 
 
+def _two_panel_figure():
+    """A 10 x 4.5 in figure with two side-by-side axes on an Agg canvas (no pyplot: no
+    global state, works whatever MPLBACKEND says)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(10, 4.5), dpi=80)
+    return fig, FigureCanvasAgg(fig), fig.subplots(1, 2)
+
+
+def _finish(fig, canvas, title: str, path: Optional[str]) -> np.ndarray:
+    """Title, layout, draw; save to ``path`` if given; the (H, W, 3) uint8 RGB image."""
+    fig.suptitle(title)
+    fig.tight_layout()
+    canvas.draw()
+    image = np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    if path is not None:
+        fig.savefig(path)
+    return image
+
+
 def render_reliability_figure(calib: dict, thresholds: np.ndarray,
                               curves: Sequence[dict], class_names: Sequence[str],
                               target_precision: float, title: str,
@@ -23,12 +43,7 @@ def render_reliability_figure(calib: dict, thresholds: np.ndarray,
     Returns:
         (H, W, 3) uint8 RGB image.
     """
-    # Figure + Agg canvas (no pyplot): no global state, works whatever MPLBACKEND says.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(10, 4.5), dpi=80)
-    canvas = FigureCanvasAgg(fig)
-    ax_rel, ax_prec = fig.subplots(1, 2)
+    fig, canvas, (ax_rel, ax_prec) = _two_panel_figure()
     curve = calib['curve']
     centers = (curve['edges'][:-1] + curve['edges'][1:]) / 2
     width = curve['edges'][1] - curve['edges'][0]
@@ -49,13 +64,7 @@ def render_reliability_figure(calib: dict, thresholds: np.ndarray,
     ax_prec.set(xlim=(0, 1), ylim=(0, 1.02), xlabel='threshold t',
                 ylabel='precision of score >= t', title='precision (dotted: chosen t)')
     ax_prec.legend(fontsize=7, loc='lower right')
-    fig.suptitle(title)
-    fig.tight_layout()
-    canvas.draw()
-    image = np.asarray(canvas.buffer_rgba())[..., :3].copy()
-    if path is not None:
-        fig.savefig(path)
-    return image
+    return _finish(fig, canvas, title, path)
 
 
 def render_sam_benefit_figure(table: dict, decisions: Sequence[Optional[bool]],
@@ -79,11 +88,7 @@ def render_sam_benefit_figure(table: dict, decisions: Sequence[Optional[bool]],
     Returns:
         (H, W, 3) uint8 RGB image.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(10, 4.5), dpi=80)
-    canvas = FigureCanvasAgg(fig)
-    ax_iou, ax_gain = fig.subplots(1, 2)
+    fig, canvas, (ax_iou, ax_gain) = _two_panel_figure()
     x = np.arange(len(class_names))
     teacher = np.nan_to_num(table['teacher_iou'])
     refined = np.nan_to_num(table['refined_iou'])
@@ -104,10 +109,4 @@ def render_sam_benefit_figure(table: dict, decisions: Sequence[Optional[bool]],
     ax_gain.set(xticks=x, ylabel=f'SAM - teacher IoU (bars: {z:g} s.e.)',
                 title='gain (green: refined, red: not, grey: too few)')
     ax_gain.set_xticklabels(class_names, rotation=30, fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    canvas.draw()
-    image = np.asarray(canvas.buffer_rgba())[..., :3].copy()
-    if path is not None:
-        fig.savefig(path)
-    return image
+    return _finish(fig, canvas, title, path)

@@ -14,15 +14,11 @@ SAM, its mask filter but not its score threshold), compared with the ground trut
 ground truth's frame (:func:`mmssis.structures.align_to_gt_frame`, the same frame rule as
 the pseudo-label quality metric).
 """
-import logging
-import os
-import os.path as osp
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from mmengine.dist import all_gather_object, is_main_process
-from mmengine.logging import print_log
 
 from mmssis.apis.pseudo_labels import Records, calibration_records
 from mmssis.evaluation.calibration import per_class_calibration, precision_curve, select_thresholds
@@ -227,15 +223,7 @@ class ConfidenceCalibrationHook(CalibrationSliceHook):
         curves = [precision_curve(rec['scores'][rec['labels'] == c],
                                   rec['correct'][rec['labels'] == c])
                   for c in range(len(thresholds))]
-        out_dir = osp.join(runner.work_dir, 'calibration')
-        os.makedirs(out_dir, exist_ok=True)
-        try:
-            image = render_reliability_figure(
-                calib, thresholds, curves, names, self.target_precision,
-                title=f'teacher calibration, iter {step} ({len(rec["scores"])} detections)',
-                path=osp.join(out_dir, f'reliability_iter_{step}.png'))
-        except ImportError as err:  # matplotlib is optional for training itself
-            print_log(f'ConfidenceCalibrationHook: no reliability plot ({err})',
-                      logger='current', level=logging.WARNING)
-            return
-        runner.visualizer.add_image(self.vis_name, image, step=step)
+        title = f'teacher calibration, iter {step} ({len(rec["scores"])} detections)'
+        self._publish_figure(runner, step, 'reliability', lambda path: (
+            render_reliability_figure(calib, thresholds, curves, names,
+                                      self.target_precision, title=title, path=path)))

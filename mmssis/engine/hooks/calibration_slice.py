@@ -17,8 +17,13 @@ setting of the model. :class:`CalibrationSliceHook` owns the parts that are the 
   the first iteration and not re-measured (it was measured with the saved teacher).
 """
 import copy
+import logging
 import math
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+import os
+import os.path as osp
+from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
+
+import numpy as np
 
 import torch
 from mmengine.dist import get_world_size
@@ -186,3 +191,21 @@ class CalibrationSliceHook(Hook):
         if len(names) != num_classes:
             names = [str(i) for i in range(num_classes)]
         return names
+
+    def _publish_figure(self, runner, step: int, stem: str,
+                        render: Callable[[str], np.ndarray]) -> None:
+        """Save ``render(path)``'s figure as ``{work_dir}/calibration/{stem}_iter_{step}.png``
+        and send it to the visualisation backends as image ``self.vis_name`` at ``step``.
+
+        The default names have no ``/``: ``LocalVisBackend`` writes ``{name}_{step}.png``
+        and would fail silently on a missing sub-folder.
+        """
+        out_dir = osp.join(runner.work_dir, 'calibration')
+        os.makedirs(out_dir, exist_ok=True)
+        try:
+            image = render(osp.join(out_dir, f'{stem}_iter_{step}.png'))
+        except ImportError as err:  # matplotlib is optional for training itself
+            print_log(f'{type(self).__name__}: no plot ({err})', logger='current',
+                      level=logging.WARNING)
+            return
+        runner.visualizer.add_image(self.vis_name, image, step=step)

@@ -5,15 +5,11 @@ domain (a medical SAM on photos, a photo SAM on cells ...). :class:`SamBenefitHo
 it on the labelled calibration slice with the run's own teacher and SAM refiner, and with
 the refiner's ``policy='measured'`` turns the measurement into which classes SAM refines.
 """
-import logging
-import os
-import os.path as osp
 from typing import Dict, List, Optional, Union
 
 import numpy as np
 import torch
 from mmengine.dist import is_main_process
-from mmengine.logging import print_log
 
 from mmssis.apis.pseudo_labels import evaluate_sam_benefit
 from mmssis.evaluation.sam_benefit import format_benefit_table, refine_decisions, sam_helps
@@ -187,18 +183,10 @@ class SamBenefitHook(CalibrationSliceHook):
         if not is_main_process():
             return
         runner.visualizer.add_scalars(scalars, step=step)
-        out_dir = osp.join(runner.work_dir, 'calibration')
-        os.makedirs(out_dir, exist_ok=True)
-        try:
-            image = render_sam_benefit_figure(
-                table, decisions, names, z=self.z,
-                title=f'SAM benefit, iter {step} ({pairs} matched pseudo-instances)',
-                path=osp.join(out_dir, f'sam_benefit_iter_{step}.png'))
-        except ImportError as err:  # matplotlib is optional for training itself
-            print_log(f'SamBenefitHook: no plot ({err})', logger='current',
-                      level=logging.WARNING)
-            return
-        runner.visualizer.add_image(self.vis_name, image, step=step)
+        title = f'SAM benefit, iter {step} ({pairs} matched pseudo-instances)'
+        self._publish_figure(runner, step, 'sam_benefit', lambda path: (
+            render_sam_benefit_figure(table, decisions, names, z=self.z, title=title,
+                                      path=path)))
 
 
 def restore_sam_decisions(model, checkpoint: dict) -> Optional[List[bool]]:

@@ -2,18 +2,14 @@
 import contextlib
 import json
 import os.path as osp
-import uuid
-from unittest.mock import MagicMock
 
 import numpy as np
 import pytest
 import torch
 from mmengine.config import Config, ConfigDict
-from mmengine.logging import MessageHub, MMLogger
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from mmengine.structures import InstanceData
-from mmengine.visualization import Visualizer
 
 import mmssis.engine.hooks.calibration_hook as calib_mod
 import mmssis.engine.hooks.calibration_slice as slice_mod
@@ -22,7 +18,7 @@ from mmssis.apis import evaluate_pseudo_labels
 from mmssis.engine.hooks import ConfidenceCalibrationHook
 from mmssis.registry import HOOKS, MODELS
 from mmssis.testing import tiny_mask_rcnn_cfg
-from mmssis.testing.tiny_run import shrink_for_test
+from mmssis.testing.tiny_run import hook_runner, shrink_for_test
 from mmssis.utils import adapt_cfg_to_machine
 
 CLASSES = ('disc', 'square', 'triangle', 'star')
@@ -74,19 +70,7 @@ def model():
 
 
 def _runner(model, tmp_path, it: int = 0):
-    """Enough of a Runner for the hook: real visualizer, message hub and logger."""
-    runner = MagicMock()
-    runner.model = model
-    runner.iter = it
-    runner.seed = 0
-    runner.work_dir = str(tmp_path / 'work')
-    runner.build_dataloader = Runner.build_dataloader
-    runner.visualizer = Visualizer(name=f'calib_{uuid.uuid4().hex}',
-                                   vis_backends=[dict(type='LocalVisBackend')],
-                                   save_dir=str(tmp_path / 'vis'))
-    runner.message_hub = MessageHub.get_instance(f'calib_{uuid.uuid4().hex}')
-    runner.logger = MMLogger.get_instance(f'calib_{uuid.uuid4().hex}')
-    return runner
+    return hook_runner(model, str(tmp_path / 'work'), it, vis_dir=str(tmp_path / 'vis'))
 
 
 def _oracle(false_label_shift: int = 1):

@@ -1,16 +1,12 @@
 """SamBenefitHook: measured per class, decides what SAM refines, resumes from checkpoints."""
-import uuid
-from unittest.mock import MagicMock
 
 import numpy as np
 import pytest
 import torch
 from mmengine.config import ConfigDict
-from mmengine.logging import MessageHub, MMLogger
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from mmengine.structures import InstanceData
-from mmengine.visualization import Visualizer
 
 import mmssis.models.detectors.semi_mask_detector as semi_mod
 from mmssis.engine.hooks import SamBenefitHook
@@ -19,6 +15,7 @@ from mmssis.models.utils import PseudoLabelSamRefiner
 from mmssis.registry import MODELS
 from mmssis.sam import SamMaskRefiner, SamModelBackend
 from mmssis.testing import build_echo_sam, tiny_mask_rcnn_cfg
+from mmssis.testing.tiny_run import hook_runner
 
 CLASSES = ('disc', 'square', 'triangle', 'star')
 HELPED = 0  # SAM restores this class (striped teacher masks); it hurts the exact others
@@ -76,19 +73,7 @@ def _model(policy: str = 'measured'):
 
 
 def _runner(model, tmp_path, it: int = 0):
-    """Enough of a Runner for the hook: real visualizer, message hub and logger."""
-    runner = MagicMock()
-    runner.model = model
-    runner.iter = it
-    runner.seed = 0
-    runner.work_dir = str(tmp_path / 'work')
-    runner.build_dataloader = Runner.build_dataloader
-    runner.visualizer = Visualizer(name=f'benefit_{uuid.uuid4().hex}',
-                                   vis_backends=[dict(type='LocalVisBackend')],
-                                   save_dir=str(tmp_path / 'vis'))
-    runner.message_hub = MessageHub.get_instance(f'benefit_{uuid.uuid4().hex}')
-    runner.logger = MMLogger.get_instance(f'benefit_{uuid.uuid4().hex}')
-    return runner
+    return hook_runner(model, str(tmp_path / 'work'), it)
 
 
 @pytest.fixture(autouse=True)
