@@ -13,7 +13,7 @@ from mmengine.structures import InstanceData
 
 import mmssis.models.detectors.semi_mask_detector as semi_mask_detector
 from mmssis.apis import evaluate_sam_benefit
-from mmssis.evaluation import SamBenefit, format_benefit_table, sam_helps
+from mmssis.evaluation import SamBenefit, format_benefit_table, refine_decisions, sam_helps
 from mmssis.models.utils import PseudoLabelSamRefiner
 from mmssis.registry import MODELS
 from mmssis.sam import SamMaskRefiner, SamModelBackend
@@ -104,3 +104,23 @@ def test_measured_through_the_pseudo_label_path(tiny_demo, monkeypatch):
     decisions = sam_helps(table)
     assert all(d is False for d, n in zip(decisions, table['num']) if n >= 5)
     assert any(d is False for d in decisions)
+
+
+def test_gather_pools_the_pairs_of_every_rank(monkeypatch):
+    """Two ranks with different pairs: after gather() both compute the pooled table."""
+    import mmengine.dist as dist
+    acc = SamBenefit(num_classes=2)
+    gt = torch.stack([_box(0, 0, 20)])
+    acc.update(torch.stack([_box(1, 1, 18)]), gt, torch.tensor([0]), None, gt,
+               torch.tensor([0]))
+    other = [[(0.5, 0.9)], [(0.8, 0.7), (0.9, 0.6)]]  # the other rank's pairs
+    monkeypatch.setattr(dist, 'get_world_size', lambda: 2)
+    monkeypatch.setattr(dist, 'all_gather_object', lambda obj: [obj, other])
+    table = acc.gather().compute()
+    assert table['num'].tolist() == [2, 2]
+    assert table['gain'][1] == pytest.approx(-0.2)
+
+
+def test_refine_decisions():
+    assert refine_decisions([True, False, None]) == [True, False, False]
+    assert refine_decisions([True, False, None], refine_undecided=True) == [True, False, True]
