@@ -246,9 +246,9 @@ class SemiMaskDetector(SemiBaseDetector):
         if refiner is not None:
             refined, sam_stats = refiner.refine_batch(
                 teacher_inputs, teacher_samples, kept, view_normalization(self.data_preprocessor))
-            refined_rows = [torch.nonzero(self._large_enough(inst)).flatten()
-                            for inst in refined]
-            refined = [self._drop_small(inst) for inst in refined]
+            large = [self._large_enough(inst) for inst in refined]
+            refined_rows = [torch.nonzero(k).flatten() for k in large]
+            refined = [self._with_mask_boxes(inst[k]) for inst, k in zip(refined, large)]
             stats.update(sam_stats)
         record = PseudoLabelRecord(teacher_inputs, teacher_samples, candidates, kept, ignored,
                                    refined, refined_rows=refined_rows, stats=stats)
@@ -371,14 +371,17 @@ class SemiMaskDetector(SemiBaseDetector):
         return self._drop_small(inst)
 
     def _large_enough(self, inst: InstanceData) -> Tensor:
-        """``(N,)`` bool: mask area > ``min_mask_area``."""
-        area = inst.masks.flatten(1).sum(1) if len(inst) else inst.scores.new_zeros(0)
-        return area > self.semi_train_cfg.min_mask_area
+        """``(N,)`` bool: mask area (``masks`` (N, H, W) tensor) > ``min_mask_area``."""
+        return inst.masks.flatten(1).sum(1) > self.semi_train_cfg.min_mask_area
 
-    def _drop_small(self, inst: InstanceData) -> InstanceData:
-        inst = inst[self._large_enough(inst)]
+    @staticmethod
+    def _with_mask_boxes(inst: InstanceData) -> InstanceData:
         inst.bboxes = masks_to_boxes(inst.masks)
         return inst
+
+    def _drop_small(self, inst: InstanceData) -> InstanceData:
+        """The instances with :meth:`_large_enough` masks, boxes from their masks."""
+        return self._with_mask_boxes(inst[self._large_enough(inst)])
 
     def project_pseudo_instances(self, batch_pseudo_instances: SampleList,
                                  batch_data_samples: SampleList) -> SampleList:
@@ -406,9 +409,7 @@ class SemiMaskDetector(SemiBaseDetector):
         projected = project_instance_masks(
             inst, teacher_sample, student_sample,
             mode=self.semi_train_cfg.projection_mode, pad_to_batch_input=pad)
-        masks = projected.masks
-        area = masks.flatten(1).sum(1) if len(projected) else masks.new_zeros(0)
-        projected = projected[area > self.semi_train_cfg.min_mask_area]
+        projected = projected[self._large_enough(projected)]
         masks = projected.masks
         h, w = masks.shape[-2:]
         projected.masks = BitmapMasks(masks.cpu().numpy().astype(np.uint8), h, w)
