@@ -10,23 +10,15 @@ linearly to the actual global batch).
 """
 from typing import Any, Dict, List, Optional
 
-from .sampler_check import SemiSamplerConfigError, propose_split
+from .sampler_check import SemiSamplerConfigError, exact_split, propose_split
 
 __all__ = ['keep_global_batch']
 
 
 def _splits_for(base: int, ratio: List[float], max_gpus: int = 64) -> List[int]:
     """GPU counts whose per-GPU batch realises ``ratio`` exactly."""
-    total = sum(ratio)
-    ok = []
-    for gpus in range(1, max_gpus + 1):
-        if base % gpus:
-            continue
-        per = base // gpus
-        if all(abs(per * r / total - round(per * r / total)) < 1e-9 and
-               round(per * r / total) >= 1 for r in ratio):
-            ok.append(gpus)
-    return ok
+    return [gpus for gpus in range(1, max_gpus + 1)
+            if base % gpus == 0 and exact_split(base // gpus, ratio) is not None]
 
 
 def keep_global_batch(cfg: Any, world_size: int) -> Dict[str, Any]:
@@ -64,14 +56,12 @@ def keep_global_batch(cfg: Any, world_size: int) -> Dict[str, Any]:
     loader.batch_size = per_gpu
     new_ratio = None
     if ratio is not None:
-        total = sum(ratio)
-        wanted = [per_gpu * r / total for r in ratio]
-        if not all(abs(w - round(w)) < 1e-9 and round(w) >= 1 for w in wanted):
+        new_ratio = exact_split(per_gpu, ratio)
+        if new_ratio is None:
             raise SemiSamplerConfigError(
                 f'--keep-global-batch: {per_gpu} images per GPU cannot keep the recipe\'s '
                 f'source_ratio {list(ratio)} on {world_size} GPUs '
                 f'({propose_split(per_gpu, ratio)}). {alternatives}')
-        new_ratio = [int(round(w)) for w in wanted]
         sampler.batch_size = per_gpu
         sampler.source_ratio = new_ratio
     return dict(batch_size=per_gpu, source_ratio=new_ratio, global_batch=base)

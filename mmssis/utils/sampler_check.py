@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 _MULTI_SOURCE_SAMPLERS = ('MultiSourceSampler', 'GroupMultiSourceSampler')
 
 __all__ = ['SemiSamplerConfigError', 'check_semi_sampler', 'per_source_counts',
-           'count_images_in_ann_file', 'propose_split']
+           'count_images_in_ann_file', 'exact_split', 'propose_split']
 
 
 class SemiSamplerConfigError(ValueError):
@@ -66,6 +66,18 @@ def per_source_counts(batch_size: int, source_ratio: Sequence[float]) -> List[in
     return counts
 
 
+def exact_split(batch_size: int, source_ratio: Sequence[float]) -> Optional[List[int]]:
+    """Images per source when ``source_ratio`` splits ``batch_size`` exactly (whole counts,
+    each >= 1, the ones mmdet's sampler draws), else ``None``: the one test of "this batch
+    realises this ratio"."""
+    total = sum(source_ratio)
+    wanted = [batch_size * r / total for r in source_ratio]
+    if not all(abs(w - round(w)) < 1e-9 and round(w) >= 1 for w in wanted):
+        return None
+    counts = [int(round(w)) for w in wanted]
+    return counts if counts == per_source_counts(batch_size, source_ratio) else None
+
+
 def propose_split(batch_size: int, source_ratio: Sequence[float]) -> str:
     """A sentence proposing batch settings that realise ``source_ratio`` (or come closest).
 
@@ -86,10 +98,9 @@ def propose_split(batch_size: int, source_ratio: Sequence[float]) -> str:
     text = (f'Valid: batch_size={batch_size} with source_ratio={near}'
             if sum(near) == batch_size else 'Valid')
     for bigger in range(batch_size + 1, 4 * batch_size + 1):
-        split = [bigger * r / total for r in source_ratio]
-        if all(abs(x - round(x)) < 1e-9 and round(x) >= 1 for x in split):
-            text += (f', or batch_size={bigger} with source_ratio='
-                     f'{[int(round(x)) for x in split]}')
+        split = exact_split(bigger, source_ratio)
+        if split is not None:
+            text += f', or batch_size={bigger} with source_ratio={split}'
             break
     return text + ' (train_dataloader.batch_size and sampler.batch_size alike).'
 
@@ -219,11 +230,10 @@ def check_semi_sampler(cfg: Any,
     total = sum(ratio)
     counts = per_source_counts(batch_size, ratio)
     wanted = [batch_size * r / total for r in ratio]
-    exact = all(abs(w - round(w)) < 1e-9 for w in wanted) and counts == [round(w) for w in wanted]
     if strict_sum and total != batch_size:
         fail(f'sum(source_ratio)={total:g} must equal batch_size={batch_size} '
              f'(per-GPU images per source).')
-    if not exact:
+    if exact_split(batch_size, ratio) is None:
         fail(f'source_ratio {list(ratio)} cannot be realised in batches of {batch_size}: '
              f'it asks for {[round(w, 3) for w in wanted]} images per source and mmdet '
              f'would draw {counts}. {propose_split(batch_size, ratio)}')
