@@ -15,7 +15,6 @@ SAM as well, so the exported student is the light choice). Output images are nam
 the input files: equal names in different folders overwrite each other.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 from typing import List, Optional, Sequence
@@ -50,13 +49,11 @@ def collect_images(inputs: Sequence[str]) -> List[str]:
     Raises:
         FileNotFoundError: An input does not exist, or no image was found.
     """
-    from mmssis.datasets.image_folder import IMG_EXTENSIONS
+    from mmssis.datasets.image_folder import IMG_EXTENSIONS, list_images
     found: List[str] = []
     for item in inputs:
         if osp.isdir(item):
-            for root, _, files in sorted(os.walk(item)):
-                found += [osp.join(root, f) for f in sorted(files)
-                          if f.lower().endswith(IMG_EXTENSIONS)]
+            found += list_images(item)
         elif osp.isfile(item):
             found.append(item)
         else:

@@ -32,6 +32,16 @@ from .checked_coco import CorruptImageError, _fmt_names, decoded_size
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
 
+def list_images(folder: str, extensions: Sequence[str] = IMG_EXTENSIONS,
+                recursive: bool = True, backend_args: Optional[dict] = None) -> List[str]:
+    """Sorted paths (``folder`` joined) of the files in ``folder`` whose names end in one
+    of ``extensions`` (case-insensitive), through ``mmengine.fileio``."""
+    extensions = tuple(e.lower() for e in extensions)
+    names = list_dir_or_file(folder, list_dir=False, recursive=recursive,
+                             backend_args=backend_args)
+    return sorted(osp.join(folder, n) for n in names if n.lower().endswith(extensions))
+
+
 @DATASETS.register_module()
 class UnlabeledImageFolder(BaseDetDataset):
     """Every image of a folder, as unlabelled samples (no instances).
@@ -78,10 +88,7 @@ class UnlabeledImageFolder(BaseDetDataset):
             names = [line.strip() for line in text.splitlines()
                      if line.strip() and not line.strip().startswith('#')]
             return [osp.join(folder, n) for n in names]
-        names = list_dir_or_file(folder, list_dir=False, recursive=self.recursive,
-                                 backend_args=self.backend_args)
-        return sorted(osp.join(folder, n) for n in names
-                      if n.lower().endswith(self.extensions))
+        return list_images(folder, self.extensions, self.recursive, self.backend_args)
 
     def load_data_list(self) -> List[dict]:
         """Find the images and read their sizes.
