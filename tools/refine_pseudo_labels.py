@@ -20,7 +20,11 @@ Does this SAM help on my data? ``--benefit-ann-file LABELLED.json`` (GT masks; t
 predicts on its images with ``--config``, or ``--benefit-pred-json``) prints per class the
 mask IoU with GT of the teacher's and of SAM's masks, the gain with its standard error and
 the decision (gain above ``--z`` standard errors on ``--min-support`` matches, the rule of
-training's ``SamBenefitHook``); ``--policy measured`` then refines only those classes::
+training's ``SamBenefitHook``); ``--policy measured`` then refines only those classes. The
+predictions are binary masks (a COCO results file has no soft mask logits), given to SAM as
+logits ``+/-10``: ``--fusion mean_prob`` then keeps nearly the teacher's mask. For the table of
+a training config's refiner on the detector's soft logits use
+``tools/analysis_tools/pseudo_label_quality.py CONFIG CKPT --sam config``::
 
     python tools/refine_pseudo_labels.py --config CFG --checkpoint CKPT \
         --ann-file unlabeled.json --img-dir data/demo/images --out refined.json \
