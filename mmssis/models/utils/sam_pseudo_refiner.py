@@ -211,36 +211,25 @@ class PseudoLabelSamRefiner:
                 continue
             sel = self.refines(inst.labels)
             sent.append(sel.float())
-            if not sel.any():  # no encode: nothing of this image goes to SAM
-                inst = inst.clone()
-                inst.sam_iou = torch.full((len(inst), ), float('nan'),
-                                          device=inst.masks.device)
-                used.append(torch.zeros(len(inst), device=inst.masks.device))
-                out.append(inst)
-                continue
-            full = bool(sel.all())
-            part = inst if full else inst[sel]
-            if self.embed_on == 'view':
-                res = self.refiner.refine(views[i], part.mask_logits, part.bboxes,
-                                          cache_key=self._view_key(sample))
-                masks = res.masks
-            else:
-                masks, res = self._refine_in_original(sample, part)
-            ious.append(paired_mask_iou(part.masks, masks))
             inst = inst.clone()
-            if full:
-                inst.masks, inst.sam_iou = masks, res.iou_pred
-                used.append(res.from_sam.float())
-            else:  # the other classes keep their teacher masks
+            # instances the policy keeps from SAM: teacher mask, no SAM IoU
+            sam_iou = torch.full((len(inst), ), float('nan'), device=inst.masks.device)
+            from_sam = torch.zeros(len(inst), device=inst.masks.device)
+            if sel.any():  # else no encode: nothing of this image goes to SAM
+                part = inst[sel]
+                if self.embed_on == 'view':
+                    res = self.refiner.refine(views[i], part.mask_logits, part.bboxes,
+                                              cache_key=self._view_key(sample))
+                    masks = res.masks
+                else:
+                    masks, res = self._refine_in_original(sample, part)
+                ious.append(paired_mask_iou(part.masks, masks))
                 inst.masks = inst.masks.clone()
                 inst.masks[sel] = masks.to(inst.masks.dtype)
-                iou = torch.full((len(inst), ), float('nan'), device=res.iou_pred.device,
-                                 dtype=res.iou_pred.dtype)
-                iou[sel] = res.iou_pred
-                inst.sam_iou = iou
-                from_sam = torch.zeros(len(inst), device=res.from_sam.device)
+                sam_iou[sel] = res.iou_pred.to(sam_iou.dtype)
                 from_sam[sel] = res.from_sam.float()
-                used.append(from_sam)
+            inst.sam_iou = sam_iou
+            used.append(from_sam)
             out.append(inst)
         stats = {
             'unsup_sam_teacher_iou': float(torch.cat(ious).mean()) if ious else 0.0,
