@@ -48,7 +48,8 @@ def evaluate_pseudo_labels(model, dataloader: Iterable, max_images: Optional[int
         class_aware: Class-aware matching.
         progress: Show an mmengine ``ProgressBar``.
         sam_benefit: A :class:`mmssis.evaluation.SamBenefit` to fill from the same
-            pseudo-labels (per-class teacher vs refined IoU pairs), or None.
+            pseudo-labels (per-class teacher vs refined IoU pairs; those of all ranks,
+            gathered like the quality metrics), or None.
 
     Returns:
         ``teacher_<metric>`` (and ``refined_<metric>`` plus ``miou_gain`` =
@@ -101,6 +102,8 @@ def evaluate_pseudo_labels(model, dataloader: Iterable, max_images: Optional[int
     for name, acc in stats.items():
         acc.all_reduce()
         out.update({f'{name}_{k}': v for k, v in acc.compute().items()})
+    if sam_benefit is not None:
+        sam_benefit.gather()
     if refiner is not None:
         out['miou_gain'] = out['refined_miou'] - out['teacher_miou']
         out['best_iou_gain'] = out['refined_best_iou'] - out['teacher_best_iou']
@@ -205,4 +208,4 @@ def evaluate_sam_benefit(model, dataloader: Iterable, refiner=_MODEL,
     finally:
         if rng_state is not None:
             generator.set_state(rng_state)
-    return acc.gather().compute()
+    return acc.compute()

@@ -129,11 +129,7 @@ class SamBenefitHook(CalibrationSliceHook):
         message hub."""
         refiner = self._refiner(runner)
         if refiner.policy == 'measured' and self.enabled is not None:
-            num_classes = int(unwrap_model(runner.model).num_classes)
-            if len(self.enabled) != num_classes:
-                raise ValueError(f'SamBenefitHook: the saved decisions cover '
-                                 f'{len(self.enabled)} classes, the model has {num_classes}')
-            refiner.set_class_enabled(self.enabled)
+            _give_decisions(runner.model, self.enabled)
         runner.message_hub.update_info(MESSAGE_HUB_INFO_KEY, self.state_dict())
 
     def before_train(self, runner) -> None:
@@ -202,6 +198,9 @@ def restore_sam_decisions(model, checkpoint: dict) -> Optional[List[bool]]:
         The restored ``class_enabled``, or ``None`` when the model has no ``'measured'``
         refiner or the checkpoint holds no decisions (e.g. a stage-1 teacher); the caller
         says what it does then.
+
+    Raises:
+        ValueError: The saved decisions cover another number of classes than the model.
     """
     refiner = getattr(unwrap_model(model), 'sam_refiner', None)
     if refiner is None or refiner.policy != 'measured':
@@ -209,5 +208,16 @@ def restore_sam_decisions(model, checkpoint: dict) -> Optional[List[bool]]:
     state = ((checkpoint or {}).get('meta') or {}).get(CKPT_META_KEY) or {}
     if state.get('enabled') is None:
         return None
-    refiner.set_class_enabled(state['enabled'])
+    _give_decisions(model, state['enabled'])
     return refiner.class_enabled
+
+
+def _give_decisions(model, enabled: List[bool]) -> None:
+    """Set the model's refiner's ``class_enabled``, refusing decisions saved for another
+    number of classes."""
+    model = unwrap_model(model)
+    num_classes = int(model.num_classes)
+    if len(enabled) != num_classes:
+        raise ValueError(f'SamBenefitHook: the saved decisions cover {len(enabled)} classes, '
+                         f'the model has {num_classes}')
+    model.sam_refiner.set_class_enabled(enabled)

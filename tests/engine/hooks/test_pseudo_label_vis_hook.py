@@ -243,3 +243,8 @@ def test_browse_tool_restores_the_runs_sam_decisions(tiny_demo, tmp_path, capsys
     model = tool.build_semi_model(cfg, teacher_ckpt, use_sam=True)
     assert model.sam_refiner.policy == 'always'
     assert 'holds no SAM decisions' in capsys.readouterr().out
+    other_ckpt = str(tmp_path / 'other.pth')
+    torch.save(dict(state_dict=semi.state_dict(),
+                    meta=dict(sam_benefit=dict(iter=300, enabled=[True, False]))), other_ckpt)
+    with pytest.raises(ValueError, match='cover 2 classes, the model has 4'):
+        tool.build_semi_model(cfg, other_ckpt, use_sam=True)
