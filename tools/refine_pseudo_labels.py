@@ -55,7 +55,7 @@ import os.path as osp
 import sys
 import time
 from collections import defaultdict
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import torch
@@ -383,10 +383,47 @@ def label_to_category(classes: Sequence[str], categories: Sequence[dict]) -> Dic
     return {i: by_name[c] for i, c in enumerate(classes)}
 
 
-def predict_with_detector(config, checkpoint: str, coco: dict, img_dir: str,
+class LoadedDetector(NamedTuple):
+    """A detector ready for :func:`predict_with_detector` (built and loaded once)."""
+
+    model: Any
+    pipeline: Any
+    classes: Sequence[str]
+
+
+def load_detector(config, checkpoint: str, device: str = 'cpu',
+                  predict_on: Optional[str] = None) -> LoadedDetector:
+    """Build ``config``'s detector with mmdet's ``init_detector`` and load ``checkpoint``.
+
+    The test pipeline loses ``LoadAnnotations``; ``predict_on`` (``'teacher'`` /
+    ``'student'``) picks the network of a semi-supervised model.
+    """
+    from mmcv.transforms import Compose
+    from mmdet.apis import init_detector
+    from mmdet.utils import get_test_pipeline_cfg
+    from mmengine.config import Config
+
+    from mmssis.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+    if not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
+    cfg = Config.fromfile(config) if isinstance(config, str) else config.copy()
+    if predict_on is not None and 'semi_test_cfg' in cfg.model:
+        cfg.model.semi_test_cfg.predict_on = predict_on
+    # cfg_options={} skips init_detector's `config.model.backbone` access (semi configs
+    # have no top-level backbone); the checkpoint overwrites any initialisation anyway.
+    model = init_detector(cfg, checkpoint, device=device, cfg_options={})
+    classes = (cfg.get('test_dataloader', {}).get('dataset', {}).get('metainfo', {})
+               .get('classes') or model.dataset_meta['classes'])
+    pipeline = Compose([t for t in get_test_pipeline_cfg(cfg)
+                        if 'LoadAnnotations' not in t['type']])
+    return LoadedDetector(model, pipeline, classes)
+
+
+def predict_with_detector(config, checkpoint: Optional[str], coco: dict, img_dir: str,
                           device: str = 'cpu', score_thr: float = 0.0,
-                          predict_on: Optional[str] = None,
-                          progress: bool = True) -> List[dict]:
+                          predict_on: Optional[str] = None, progress: bool = True,
+                          detector: Optional[LoadedDetector] = None) -> List[dict]:
     """Run a detector over ``coco['images']`` and return COCO results entries.
 
     Uses mmdet's ``init_detector`` / ``inference_detector`` with the config's test
@@ -401,36 +438,24 @@ def predict_with_detector(config, checkpoint: str, coco: dict, img_dir: str,
         score_thr: Drop detections below this score already here (saves memory).
         predict_on: ``'teacher'``/``'student'`` for semi-supervised models.
         progress: Show a progress bar.
+        detector: A :func:`load_detector` result to use instead of loading ``config`` /
+            ``checkpoint`` again.
 
     Returns:
         ``[{image_id, category_id, score, bbox (xywh), segmentation (RLE)}]``.
     """
-    from mmcv.transforms import Compose
-    from mmdet.apis import inference_detector, init_detector
-    from mmdet.utils import get_test_pipeline_cfg
-    from mmengine.config import Config
+    from mmdet.apis import inference_detector
     from mmengine.utils import ProgressBar
 
-    from mmssis.utils import register_all_modules
-    register_all_modules(init_default_scope=False)
-    if not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
-    cfg = Config.fromfile(config) if isinstance(config, str) else config.copy()
-    if predict_on is not None and 'semi_test_cfg' in cfg.model:
-        cfg.model.semi_test_cfg.predict_on = predict_on
     check_image_files(coco['images'], img_dir)
-    # cfg_options={} skips init_detector's `config.model.backbone` access (semi configs
-    # have no top-level backbone); the checkpoint overwrites any initialisation anyway.
-    model = init_detector(cfg, checkpoint, device=device, cfg_options={})
-    classes = (cfg.get('test_dataloader', {}).get('dataset', {}).get('metainfo', {})
-               .get('classes') or model.dataset_meta['classes'])
-    cat_of = label_to_category(classes, coco['categories'])
-    pipeline = Compose([t for t in get_test_pipeline_cfg(cfg)
-                        if 'LoadAnnotations' not in t['type']])
+    if detector is None:
+        detector = load_detector(config, checkpoint, device, predict_on)
+    cat_of = label_to_category(detector.classes, coco['categories'])
     results: List[dict] = []
     bar = ProgressBar(len(coco['images'])) if progress else None
     for image in coco['images']:
-        pred = inference_detector(model, image_path(img_dir, image), pipeline).pred_instances
+        pred = inference_detector(detector.model, image_path(img_dir, image),
+                                  detector.pipeline).pred_instances
         pred = pred[pred.scores >= score_thr].cpu()
         for mask, box, score, label in zip(pred.masks.numpy(), pred.bboxes.tolist(),
                                            pred.scores.tolist(), pred.labels.tolist()):
@@ -521,14 +546,24 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def benefit_categories(coco: dict, gt_coco: dict, decisions: Sequence[Optional[bool]]
                        ) -> Set[int]:
     """``category_id`` of ``coco`` whose class (by name) SAM helps per ``decisions``
-    (over ``gt_coco['categories']``)."""
+    (over ``gt_coco['categories']``).
+
+    Raises:
+        ValueError: A category of ``coco`` is not in ``gt_coco`` (nothing measured it).
+    """
+    measured = {c['name'] for c in gt_coco['categories']}
+    unmeasured = sorted(c['name'] for c in coco['categories'] if c['name'] not in measured)
+    if unmeasured:
+        raise ValueError(f'--policy measured: categories {unmeasured} of --ann-file are not in '
+                         '--benefit-ann-file, so SAM was not measured on them')
     helped = {c['name'] for c, d in zip(gt_coco['categories'], decisions) if d}
     return {c['id'] for c in coco['categories'] if c['name'] in helped}
 
 
-def run_benefit(args, refiner, progress: bool):
-    """The per-class table of ``--benefit-ann-file``: printed; returns it, the class
-    names and the decisions."""
+def run_benefit(args, refiner, progress: bool, detector: Optional[LoadedDetector] = None):
+    """Print the per-class table of ``--benefit-ann-file`` (the teacher predicts with
+    ``detector`` unless ``--benefit-pred-json``); returns the labelled COCO dict, the table
+    and the decisions."""
     from mmssis.evaluation import format_benefit_table, sam_helps
     gt_coco = load_json(args.benefit_ann_file, 'benefit annotation file')
     img_dir = args.benefit_img_dir or args.img_dir
@@ -537,8 +572,8 @@ def run_benefit(args, refiner, progress: bool):
     else:
         print(f'running the detector over the {len(gt_coco["images"])} labelled images ...')
         preds = predict_with_detector(args.config, args.checkpoint, gt_coco, img_dir,
-                                      device=args.device, score_thr=args.score_thr,
-                                      predict_on=args.predict_on, progress=progress)
+                                      score_thr=args.score_thr, progress=progress,
+                                      detector=detector)
     table = measure_sam_benefit(preds, gt_coco, img_dir, refiner, score_thr=args.score_thr,
                                 iou_thr=args.iou_thr, progress=progress)
     decisions = sam_helps(table, z=args.z, min_support=args.min_support)
@@ -556,23 +591,26 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     if not osp.isdir(args.img_dir):
         raise FileNotFoundError(f'image directory not found: {args.img_dir}')
     progress = not args.no_progress
+    detector = None
     if args.pred_json:
         predictions = load_json(args.pred_json, 'predictions file')
     else:
         for path, what in ((args.config, 'config'), (args.checkpoint, 'checkpoint')):
             if not osp.isfile(path):
                 raise FileNotFoundError(f'{what} not found: {path}')
+        # loaded once: it may predict on the labelled images of --benefit-ann-file too
+        detector = load_detector(args.config, args.checkpoint, args.device, args.predict_on)
         print(f'running the detector over {len(coco["images"])} images ...')
         predictions = predict_with_detector(args.config, args.checkpoint, coco, args.img_dir,
-                                            device=args.device, score_thr=args.score_thr,
-                                            predict_on=args.predict_on, progress=progress)
+                                            score_thr=args.score_thr, progress=progress,
+                                            detector=detector)
     refiner = build_refiner(args.sam_backend, args.sam_checkpoint, args.device,
                             args.num_points, args.use_box, args.multimask, args.seed,
                             fusion=args.fusion, min_teacher_iou=args.min_teacher_iou)
     print(f'refining with {refiner!r}')
     categories = benefit = None
     if args.benefit_ann_file:
-        gt_coco, table, decisions = run_benefit(args, refiner, progress)
+        gt_coco, table, decisions = run_benefit(args, refiner, progress, detector)
         benefit = dict(classes=[c['name'] for c in gt_coco['categories']],
                        decisions=decisions,
                        **{k: [float(v) for v in table[k]] for k in table})

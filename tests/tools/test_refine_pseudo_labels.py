@@ -249,3 +249,7 @@ def test_benefit_table_and_measured_policy(tiny_demo, tmp_path, monkeypatch, cap
     with pytest.raises(SystemExit):
         tool.parse_args(['--pred-json', paths['pred'], '--ann-file', tiny_demo.val_ann,
                          '--img-dir', img_dir, '--policy', 'measured'])
+    # a category nothing measured is an error, not a silently unrefined class
+    extra = dict(val, categories=val['categories'] + [dict(id=99, name='cloud')])
+    with pytest.raises(ValueError, match=r"categories \['cloud'\] of --ann-file"):
+        tool.benefit_categories(extra, labelled, summary['sam_benefit']['decisions'])
