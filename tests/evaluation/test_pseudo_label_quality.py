@@ -5,7 +5,6 @@ from unittest.mock import MagicMock
 
 import pytest
 import torch
-import torch.nn.functional as F
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import MessageHub, MMLogger
 from mmengine.registry import DefaultScope
@@ -16,10 +15,8 @@ import mmssis.models.detectors.semi_mask_detector as semi_mask_detector
 from mmssis.apis import evaluate_pseudo_labels
 from mmssis.engine.hooks import PseudoLabelQualityHook
 from mmssis.evaluation import PseudoLabelQuality
-from mmssis.models.utils.sam_pseudo_refiner import PseudoLabelSamRefiner
 from mmssis.registry import HOOKS, MODELS
-from mmssis.sam import SamMaskRefiner, SamModelBackend
-from mmssis.testing import build_echo_sam, tiny_mask_rcnn_cfg
+from mmssis.testing import echo_pseudo_refiner, gt_teacher_pseudo_instances, tiny_mask_rcnn_cfg
 from mmssis.testing.tiny_run import DEMO_SUP_CONFIG
 from mmssis.testing.tools import load_tool
 
@@ -111,33 +108,16 @@ def _val_loader(tiny_demo, batch_size=2):
         return Runner.build_dataloader(loader)
 
 
-def _echo_refiner():
-    return PseudoLabelSamRefiner(
-        SamMaskRefiner(SamModelBackend(build_echo_sam(img_size=256)), num_points=0,
-                       use_box=True, multimask=False), embed_on='original')
-
-
 def test_gt_teacher_scores_perfectly_and_refiner_is_scored(tiny_demo, monkeypatch):
     """A 'teacher' that returns the GT (at the resized view) scores 1.0 everywhere, which
     checks the view -> original frame mapping; the box-drawing echo SAM then degrades the
     masks of non-rectangular shapes."""
 
-    def gt_teacher(teacher, inputs, samples):
-        out = []
-        for s in samples:
-            gt = torch.from_numpy(s.gt_instances.masks.masks).float()  # original frame
-            h, w = s.metainfo['img_shape']
-            view = F.interpolate(gt[None], size=(h, w), mode='nearest')[0]
-            out.append(InstanceData(bboxes=torch.zeros((len(gt), 4)),
-                                    labels=s.gt_instances.labels,
-                                    scores=torch.full((len(gt), ), 0.99),
-                                    mask_logits=view * 20 - 10))
-        return out
-
-    monkeypatch.setattr(semi_mask_detector, 'teacher_pseudo_instances', gt_teacher)
+    monkeypatch.setattr(semi_mask_detector, 'teacher_pseudo_instances',
+                        gt_teacher_pseudo_instances)
     model = _semi_model()
     loader = _val_loader(tiny_demo)
-    metrics = evaluate_pseudo_labels(model, loader, refiner=_echo_refiner())
+    metrics = evaluate_pseudo_labels(model, loader, refiner=echo_pseudo_refiner())
     assert metrics['teacher_num_images'] == 4
     assert metrics['teacher_num_gt'] > 0
     for key in ('precision', 'recall', 'miou', 'best_iou'):
@@ -152,7 +132,7 @@ def test_gt_teacher_scores_perfectly_and_refiner_is_scored(tiny_demo, monkeypatc
 def test_hook_logs_keys_with_a_real_teacher(tiny_demo):
     # An untrained teacher: scores ~0.23, mask probabilities just below 0.5.
     model = _semi_model(score_thr=0.05, mask_thr=0.2)
-    object.__setattr__(model, '_sam_refiner', _echo_refiner())
+    object.__setattr__(model, '_sam_refiner', echo_pseudo_refiner())
     runner = MagicMock()
     runner.model = model
     runner.val_loop.dataloader = _val_loader(tiny_demo)

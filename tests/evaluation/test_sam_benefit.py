@@ -5,19 +5,15 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from mmengine.config import Config, ConfigDict
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
-from mmengine.structures import InstanceData
 
 import mmssis.models.detectors.semi_mask_detector as semi_mask_detector
 from mmssis.apis import evaluate_sam_benefit
 from mmssis.evaluation import SamBenefit, format_benefit_table, refine_decisions, sam_helps
-from mmssis.models.utils import PseudoLabelSamRefiner
 from mmssis.registry import MODELS
-from mmssis.sam import SamMaskRefiner, SamModelBackend
-from mmssis.testing import build_echo_sam, tiny_mask_rcnn_cfg
+from mmssis.testing import echo_pseudo_refiner, gt_teacher_pseudo_instances, tiny_mask_rcnn_cfg
 from mmssis.testing.tiny_run import DEMO_SUP_CONFIG
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -68,19 +64,8 @@ def test_unmatched_teacher_masks_are_not_scored():
 def test_measured_through_the_pseudo_label_path(tiny_demo, monkeypatch):
     """A teacher returning the GT at the resized view and the box-drawing echo SAM: SAM can
     only lose, and the pairs come from the detector's own kept / refined instances."""
-    def gt_teacher(teacher, inputs, samples):
-        out = []
-        for s in samples:
-            gt = torch.from_numpy(s.gt_instances.masks.masks).float()
-            h, w = s.metainfo['img_shape']
-            view = F.interpolate(gt[None], size=(h, w), mode='nearest')[0]
-            out.append(InstanceData(bboxes=torch.zeros((len(gt), 4)),
-                                    labels=s.gt_instances.labels,
-                                    scores=torch.full((len(gt), ), 0.99),
-                                    mask_logits=view * 20 - 10))
-        return out
-
-    monkeypatch.setattr(semi_mask_detector, 'teacher_pseudo_instances', gt_teacher)
+    monkeypatch.setattr(semi_mask_detector, 'teacher_pseudo_instances',
+                        gt_teacher_pseudo_instances)
     det = tiny_mask_rcnn_cfg(num_classes=4)
     cfg = ConfigDict(type='SemiMaskDetector', detector=det,
                      data_preprocessor=dict(type='MultiBranchDataPreprocessor',
@@ -91,10 +76,7 @@ def test_measured_through_the_pseudo_label_path(tiny_demo, monkeypatch):
         loader_cfg.update(batch_size=2, num_workers=0, persistent_workers=False)
         loader_cfg.dataset.data_root = tiny_demo.root + '/'
         loader = Runner.build_dataloader(loader_cfg)
-    refiner = PseudoLabelSamRefiner(
-        SamMaskRefiner(SamModelBackend(build_echo_sam(img_size=256)), num_points=0,
-                       use_box=True, multimask=False), embed_on='original')
-    table = evaluate_sam_benefit(model, loader, refiner=refiner)
+    table = evaluate_sam_benefit(model, loader, refiner=echo_pseudo_refiner())
     assert table['num'].sum() > 0
     scored = table['num'] > 0
     # a perfect teacher: SAM (boxes of rotated, round and pointed shapes) can only lose,

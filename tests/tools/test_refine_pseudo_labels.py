@@ -12,8 +12,7 @@ from pycocotools import mask as mask_utils
 
 from mmssis.datasets import CheckedCocoDataset
 from mmssis.demo import demo_metainfo
-from mmssis.sam import SamMaskRefiner, SamModelBackend
-from mmssis.testing import build_echo_sam
+from mmssis.testing import echo_box_refiner
 from mmssis.testing.tools import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -24,12 +23,6 @@ def _tool():
 
 
 tool = _tool()
-
-
-def _echo_refiner():
-    """Box-only 'SAM' that returns the filled prompt box: exact expectations."""
-    return SamMaskRefiner(SamModelBackend(build_echo_sam(img_size=256)), num_points=0,
-                          use_box=True, multimask=False)
 
 
 def _perturbed_predictions(coco):
@@ -63,7 +56,7 @@ def test_refine_predictions_writes_a_loadable_labelled_set(tiny_demo, tmp_path):
     coco = json.load(open(tiny_demo.val_ann))
     preds = _perturbed_predictions(coco)
     doc, summary = tool.refine_predictions(preds, coco, osp.join(tiny_demo.root, 'images'),
-                                           _echo_refiner(), score_thr=0.7, progress=False)
+                                           echo_box_refiner(), score_thr=0.7, progress=False)
     assert summary['images'] == len(coco['images']) == 4
     assert summary['instances_in'] == len(preds) - 1  # the low-score one is dropped
     assert summary['instances'] == len(doc['annotations']) > 0
@@ -98,7 +91,7 @@ def test_missing_image_is_named(tiny_demo):
     coco['images'][1]['file_name'] = 'val/does_not_exist.png'
     with pytest.raises(FileNotFoundError, match='does_not_exist.png'):
         tool.refine_predictions(preds, coco, osp.join(tiny_demo.root, 'images'),
-                                _echo_refiner(), progress=False)
+                                echo_box_refiner(), progress=False)
 
 
 def test_unknown_ids_are_errors(tiny_demo):
@@ -107,10 +100,10 @@ def test_unknown_ids_are_errors(tiny_demo):
     img_dir = osp.join(tiny_demo.root, 'images')
     with pytest.raises(ValueError, match='image_id'):
         tool.refine_predictions([dict(preds[0], image_id=999)], coco, img_dir,
-                                _echo_refiner(), progress=False)
+                                echo_box_refiner(), progress=False)
     with pytest.raises(ValueError, match='category_id'):
         tool.refine_predictions([dict(preds[0], category_id=77)], coco, img_dir,
-                                _echo_refiner(), progress=False)
+                                echo_box_refiner(), progress=False)
 
 
 def test_cli_missing_files_are_named(tiny_demo, tmp_path):
@@ -145,7 +138,7 @@ def test_teacher_inference_path(tiny_demo, tmp_path):
     assert {p['image_id'] for p in preds} <= {im['id'] for im in coco['images']}
     assert {p['category_id'] for p in preds} <= {c['id'] for c in coco['categories']}
     assert preds[0]['segmentation']['size'] == [128, 128]  # original image frame
-    doc, summary = tool.refine_predictions(preds[:20], coco, img_dir, _echo_refiner(),
+    doc, summary = tool.refine_predictions(preds[:20], coco, img_dir, echo_box_refiner(),
                                            progress=False)
     assert summary['instances_in'] == min(20, len(preds))
 
@@ -206,7 +199,7 @@ def test_benefit_table_and_measured_policy(tiny_demo, tmp_path, monkeypatch, cap
     labelled = json.load(open(tiny_demo.train_ann))
     img_dir = osp.join(tiny_demo.root, 'images')
     preds, helped_id = _striped_predictions(labelled)
-    table = tool.measure_sam_benefit(preds, labelled, img_dir, _echo_refiner(),
+    table = tool.measure_sam_benefit(preds, labelled, img_dir, echo_box_refiner(),
                                      progress=False)
     names = [c['name'] for c in labelled['categories']]
     helped = [c['id'] for c in labelled['categories']].index(helped_id)
@@ -221,7 +214,7 @@ def test_benefit_table_and_measured_policy(tiny_demo, tmp_path, monkeypatch, cap
         paths[name] = str(tmp_path / f'{name}.json')
         with open(paths[name], 'w') as f:
             json.dump(obj, f)
-    monkeypatch.setattr(tool, 'build_refiner', lambda *a, **k: _echo_refiner())
+    monkeypatch.setattr(tool, 'build_refiner', lambda *a, **k: echo_box_refiner())
     out = str(tmp_path / 'refined.json')
     summary = tool.main(['--pred-json', paths['pred'], '--ann-file', tiny_demo.val_ann,
                          '--img-dir', img_dir, '--out', out, '--benefit-ann-file',

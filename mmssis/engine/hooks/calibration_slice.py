@@ -24,7 +24,6 @@ import os.path as osp
 from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
-
 import torch
 from mmengine.dist import get_world_size
 from mmengine.hooks import Hook

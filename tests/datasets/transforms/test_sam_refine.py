@@ -12,7 +12,7 @@ from mmengine.registry import DefaultScope
 from mmssis.datasets.transforms import SamRefineInstances
 from mmssis.registry import MODELS, TRANSFORMS
 from mmssis.sam import SamMaskRefiner, SamModelBackend
-from mmssis.testing import build_echo_sam, build_tiny_sam
+from mmssis.testing import build_tiny_sam, echo_box_refiner
 
 
 @MODELS.register_module(name='_CountingTinySamBackend', force=True)
@@ -24,12 +24,6 @@ class _CountingTinySamBackend(SamModelBackend):
     def __init__(self) -> None:
         type(self).builds += 1
         super().__init__(build_tiny_sam(seed=0, img_size=64))
-
-
-def _echo_refiner() -> SamMaskRefiner:
-    """Box-only refiner whose 'SAM' returns exactly the (filled) prompt box."""
-    return SamMaskRefiner(SamModelBackend(build_echo_sam(img_size=256)), num_points=0,
-                          use_box=True, multimask=False)
 
 
 def _disc(h, w, cx, cy, r):
@@ -47,7 +41,7 @@ def _results(h=64, w=80, n=2):
 
 
 def test_echo_sam_masks_become_prompt_boxes():
-    res = SamRefineInstances(refiner=_echo_refiner())(_results())
+    res = SamRefineInstances(refiner=echo_box_refiner())(_results())
     masks, boxes = res['gt_masks'], res['gt_bboxes']
     assert isinstance(masks, BitmapMasks) and masks.masks.dtype == np.uint8
     assert isinstance(boxes, HorizontalBoxes) and boxes.tensor.dtype == torch.float32
@@ -78,7 +72,7 @@ def test_random_sam_keeps_masks_and_boxes_consistent():
 def test_array_boxes_stay_arrays():
     inp = _results()
     inp['gt_bboxes'] = inp['gt_bboxes'].numpy()
-    res = SamRefineInstances(refiner=_echo_refiner())(inp)
+    res = SamRefineInstances(refiner=echo_box_refiner())(inp)
     assert isinstance(res['gt_bboxes'], np.ndarray) and res['gt_bboxes'].shape == (2, 4)
 
 
@@ -117,7 +111,7 @@ def test_frame_mismatch_is_an_error():
     inp = _results()
     inp['img'] = inp['img'][:32]
     with pytest.raises(ValueError, match='share'):
-        SamRefineInstances(refiner=_echo_refiner())(inp)
+        SamRefineInstances(refiner=echo_box_refiner())(inp)
 
 
 def test_in_pipeline_after_load_annotations(tiny_demo):
@@ -126,7 +120,7 @@ def test_in_pipeline_after_load_annotations(tiny_demo):
         pipeline = Compose([
             dict(type='LoadImageFromFile'),
             dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-            dict(type='SamRefineInstances', refiner=_echo_refiner()),
+            dict(type='SamRefineInstances', refiner=echo_box_refiner()),
             dict(type='PackDetInputs'),
         ])
         from mmssis.datasets import CheckedCocoDataset

@@ -13,23 +13,15 @@ from mmengine.registry import DefaultScope
 from mmengine.visualization import Visualizer
 
 from mmssis.engine.hooks import PseudoLabelVisHook
-from mmssis.models.utils.sam_pseudo_refiner import PseudoLabelSamRefiner
 from mmssis.registry import HOOKS, MODELS
-from mmssis.sam import SamMaskRefiner, SamModelBackend
-from mmssis.testing import build_echo_sam, make_semi_batch, tiny_mask_rcnn_cfg
+from mmssis.testing import (build_echo_sam, echo_pseudo_refiner, make_semi_batch,
+                            tiny_mask_rcnn_cfg)
 from mmssis.testing.tiny_run import DEMO_SEMI_CONFIG, shrink_for_test
 from mmssis.testing.tools import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 CLASSES = ('disc', 'square', 'triangle', 'star')
 SIZE, GAP = 64, 4  # make_semi_batch image side, hook default gap
-
-
-def _echo_refiner(embed_on='view'):
-    # Box-prompted fake SAM that draws the box: deterministic "refined" masks.
-    return PseudoLabelSamRefiner(
-        SamMaskRefiner(SamModelBackend(build_echo_sam(img_size=64)), num_points=0,
-                       use_box=True, multimask=False, seed=0), embed_on=embed_on)
 
 
 def _semi_model(sam=True, mixer=True):
@@ -45,7 +37,7 @@ def _semi_model(sam=True, mixer=True):
         torch.manual_seed(0)
         model = MODELS.build(cfg)
     if sam:
-        object.__setattr__(model, '_sam_refiner', _echo_refiner())
+        object.__setattr__(model, '_sam_refiner', echo_pseudo_refiner(img_size=64, embed_on='view'))
     return model
 
 

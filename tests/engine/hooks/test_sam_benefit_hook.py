@@ -11,10 +11,8 @@ from mmengine.structures import InstanceData
 import mmssis.models.detectors.semi_mask_detector as semi_mod
 from mmssis.engine.hooks import SamBenefitHook
 from mmssis.engine.hooks.sam_benefit_hook import CKPT_META_KEY
-from mmssis.models.utils import PseudoLabelSamRefiner
 from mmssis.registry import MODELS
-from mmssis.sam import SamMaskRefiner, SamModelBackend
-from mmssis.testing import build_echo_sam, tiny_mask_rcnn_cfg
+from mmssis.testing import echo_pseudo_refiner, tiny_mask_rcnn_cfg
 from mmssis.testing.tiny_run import hook_runner
 
 CLASSES = ('disc', 'square', 'triangle', 'star')
@@ -64,11 +62,8 @@ def _model(policy: str = 'measured'):
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope('mmssis'):
         model = MODELS.build(ConfigDict(cfg))
-    refiner = PseudoLabelSamRefiner(
-        SamMaskRefiner(SamModelBackend(build_echo_sam(img_size=256)), num_points=0,
-                       use_box=True, multimask=False, seed=0),
-        embed_on='original', policy=policy)
-    object.__setattr__(model, '_sam_refiner', refiner)  # as the detector stores it
+    # as the detector stores it
+    object.__setattr__(model, '_sam_refiner', echo_pseudo_refiner(policy=policy))
     return model
 
 
