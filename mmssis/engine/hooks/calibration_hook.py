@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from mmengine.dist import all_gather_object, is_main_process
+from mmengine.dist import all_gather_object
 
 from mmssis.apis.pseudo_labels import Records, calibration_records
 from mmssis.evaluation.calibration import per_class_calibration, precision_curve, select_thresholds
@@ -209,21 +209,18 @@ class ConfidenceCalibrationHook(CalibrationSliceHook):
             scalars[f'calibration/thr_{name}'] = float(thr)
             if np.isfinite(ece):
                 scalars[f'calibration/ece_{name}'] = float(ece)
-        for key, value in scalars.items():
-            runner.message_hub.update_scalar(key, value)
         per_class = ', '.join(f'{n}: thr={t:.3f} ece={e:.3f} n={int(k)}' for n, t, e, k in
                               zip(names, thresholds, calib['class_ece'],
                                   calib['class_counts']))
-        runner.logger.info(
-            f'ConfidenceCalibrationHook @ iter {step}: {len(rec["scores"])} detections, '
-            f'ECE {calib["ece"]:.4f}; {per_class}')
-        if not is_main_process():
-            return
-        runner.visualizer.add_scalars(scalars, step=step)
-        curves = [precision_curve(rec['scores'][rec['labels'] == c],
-                                  rec['correct'][rec['labels'] == c])
-                  for c in range(len(thresholds))]
         title = f'teacher calibration, iter {step} ({len(rec["scores"])} detections)'
-        self._publish_figure(runner, step, 'reliability', lambda path: (
-            render_reliability_figure(calib, thresholds, curves, names,
-                                      self.target_precision, title=title, path=path)))
+
+        def render(path: str) -> np.ndarray:
+            curves = [precision_curve(rec['scores'][rec['labels'] == c],
+                                      rec['correct'][rec['labels'] == c])
+                      for c in range(len(thresholds))]
+            return render_reliability_figure(calib, thresholds, curves, names,
+                                             self.target_precision, title=title, path=path)
+
+        self._publish(runner, step, scalars,
+                      f'ConfidenceCalibrationHook @ iter {step}: {len(rec["scores"])} '
+                      f'detections, ECE {calib["ece"]:.4f}; {per_class}', 'reliability', render)

@@ -25,7 +25,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
-from mmengine.dist import get_world_size
+from mmengine.dist import get_world_size, is_main_process
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
@@ -191,14 +191,22 @@ class CalibrationSliceHook(Hook):
             names = [str(i) for i in range(num_classes)]
         return names
 
-    def _publish_figure(self, runner, step: int, stem: str,
-                        render: Callable[[str], np.ndarray]) -> None:
-        """Save ``render(path)``'s figure as ``{work_dir}/calibration/{stem}_iter_{step}.png``
-        and send it to the visualisation backends as image ``self.vis_name`` at ``step``.
+    def _publish(self, runner, step: int, scalars: Dict[str, float], message: str,
+                 stem: str, render: Callable[[str], np.ndarray]) -> None:
+        """Report a measurement: ``scalars`` into the message hub and ``message`` into the
+        log on every rank; on the main process the scalars to the visualisation backends
+        and the figure ``render(path)`` as ``{work_dir}/calibration/{stem}_iter_{step}.png``
+        and as image ``self.vis_name`` at ``step``.
 
-        The default names have no ``/``: ``LocalVisBackend`` writes ``{name}_{step}.png``
-        and would fail silently on a missing sub-folder.
+        The default image names have no ``/``: ``LocalVisBackend`` writes
+        ``{name}_{step}.png`` and would fail silently on a missing sub-folder.
         """
+        for key, value in scalars.items():
+            runner.message_hub.update_scalar(key, value)
+        runner.logger.info(message)
+        if not is_main_process():
+            return
+        runner.visualizer.add_scalars(scalars, step=step)
         out_dir = osp.join(runner.work_dir, 'calibration')
         os.makedirs(out_dir, exist_ok=True)
         try:

@@ -9,7 +9,6 @@ from typing import Dict, List, Optional, Union
 
 import numpy as np
 import torch
-from mmengine.dist import is_main_process
 
 from mmssis.apis.pseudo_labels import evaluate_sam_benefit
 from mmssis.evaluation.sam_benefit import format_benefit_table, refine_decisions, sam_helps
@@ -168,21 +167,16 @@ class SamBenefitHook(CalibrationSliceHook):
             if num[c]:
                 for key in ('teacher_iou', 'refined_iou', 'gain', 'worse'):
                     scalars[f'sam_benefit/{key}_{name}'] = float(table[key][c])
-        for key, value in scalars.items():
-            runner.message_hub.update_scalar(key, value)
         applied = '' if self.policy == 'measured' else \
             f" (policy '{self.policy}': decisions not applied)"
-        runner.logger.info(
+        title = f'SAM benefit, iter {step} ({pairs} matched pseudo-instances)'
+        self._publish(
+            runner, step, scalars,
             f'SamBenefitHook @ iter {step}: {pairs} matched pseudo-instances, SAM refines '
             f'{[n for n, e in zip(names, self.enabled) if e]}{applied}\n'
-            + format_benefit_table(table, names, decisions))
-        if not is_main_process():
-            return
-        runner.visualizer.add_scalars(scalars, step=step)
-        title = f'SAM benefit, iter {step} ({pairs} matched pseudo-instances)'
-        self._publish_figure(runner, step, 'sam_benefit', lambda path: (
-            render_sam_benefit_figure(table, decisions, names, z=self.z, title=title,
-                                      path=path)))
+            + format_benefit_table(table, names, decisions), 'sam_benefit',
+            lambda path: render_sam_benefit_figure(table, decisions, names, z=self.z,
+                                                   title=title, path=path))
 
 
 def restore_sam_decisions(model, checkpoint: dict) -> Optional[List[bool]]:
