@@ -171,6 +171,31 @@ def run_variant(variant: str, data_root: str, sam_backend: dict, args) -> dict:
     return out
 
 
+def deform_attn_kernel(device: str) -> str:
+    """Which multi-scale deformable attention the Mask2Former pixel decoder runs on ``device``.
+
+    mmcv built without its CUDA ops (``benchmarks/gpu_bare_machine.sh`` falls back to that when
+    the CUDA build fails) has no CUDA kernel: the op is then switched to mmcv's own PyTorch
+    implementation, and the report says so.
+    """
+    if not device.startswith('cuda'):
+        return 'pytorch (CPU)'
+    import torch
+    from mmcv.ops import multi_scale_deform_attn as msda
+    value = torch.zeros(1, 4, 1, 2, device=device)
+    shapes = torch.tensor([[2, 2]], device=device)
+    start = torch.tensor([0], device=device)
+    loc = torch.full((1, 1, 1, 1, 1, 2), 0.5, device=device)
+    weights = torch.ones(1, 1, 1, 1, 1, device=device)
+    try:
+        msda.MultiScaleDeformableAttnFunction.apply(value, shapes, start, loc, weights, 64)
+        return 'mmcv CUDA kernel'
+    except Exception as exc:  # the op's dispatcher finds no CUDA implementation
+        msda.IS_CUDA_AVAILABLE = False
+        return ('mmcv PyTorch implementation (mmcv built without CUDA ops: '
+                f'{type(exc).__name__})')
+
+
 def write_report(path: str, rows, args, device_name: str) -> None:
     by = {r['variant']: r for r in rows}
     ref2 = by.get('stage2_no_sam', {}).get('s_per_iter')
@@ -184,10 +209,14 @@ def write_report(path: str, rows, args, device_name: str) -> None:
         + ('tiny test models on 256-px images, fp32 (a smoke run, not paper scale)'
            if args.tiny else 'SAM 2 Hiera-L and Mask2Former R50 on synthetic 1024-px images '
            'through the COCO LSJ pipelines, AMP')
+        + f'; deformable attention: {args.deform_attn}'
         + f', 2 labelled + 2 unlabelled images per iteration; {args.pseudo} pseudo-instances '
         'per unlabelled image. `sam_cache_hit_rate` counts the warm-up misses too.', '',
         '| variant | s/iter | x baseline | peak GPU mem (GiB) |', '| --- | --- | --- | --- |']
     for r in rows:
+        if 'error' in r:
+            lines.append(f'| {r["variant"]} | failed: {r["error"]} | - | - |')
+            continue
         ref = ref2 if r['variant'].startswith('stage2') else ref1
         ratio = f'{r["s_per_iter"] / ref:.2f}' if ref else '-'
         mem = f'{r["peak_gpu_mem_gib"]:.1f}' if 'peak_gpu_mem_gib' in r else '-'
@@ -197,7 +226,8 @@ def write_report(path: str, rows, args, device_name: str) -> None:
     with open(path, 'w') as f:
         f.write('\n'.join(lines))
     with open(osp.splitext(path)[0] + '.json', 'w') as f:
-        json.dump(dict(device=device_name, rows=rows), f, indent=2)
+        json.dump(dict(device=device_name, torch=args.torch_version,
+                       deform_attn=args.deform_attn, rows=rows), f, indent=2)
 
 
 def main() -> None:
@@ -222,6 +252,7 @@ def main() -> None:
         raise SystemExit(f'no GPU available: wrote the statement to {args.out}')
     device_name = torch.cuda.get_device_name() if args.device.startswith('cuda') \
         else f'CPU ({os.cpu_count()} cores)'
+    args.deform_attn = deform_attn_kernel(args.device)
     tmp = tempfile.mkdtemp(prefix='gpu_step_time_')
     write_data(osp.join(tmp, 'data'), 8, 256 if args.tiny else 1024)
     if args.tiny:
@@ -238,7 +269,13 @@ def main() -> None:
     rows = []
     for variant in args.variants:
         t = time.time()
-        rows.append(run_variant(variant, osp.join(tmp, 'data'), sam, args))
+        try:
+            rows.append(run_variant(variant, osp.join(tmp, 'data'), sam, args))
+        except Exception as exc:  # one broken variant must not cost the others' figures
+            import traceback
+            traceback.print_exc()
+            rows.append(dict(variant=variant, config=CONFIGS[variant],
+                             error=f'{type(exc).__name__}: {exc}'[:300]))
         print(json.dumps(rows[-1]), f'({time.time() - t:.0f} s)', flush=True)
         write_report(args.out, rows, args, device_name)
     print(f'written {args.out}')
