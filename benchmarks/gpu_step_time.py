@@ -117,6 +117,7 @@ def build_cfg(variant: str, data_root: str, sam_backend: dict, args):
         cfg.model.detector.test_cfg.max_per_image = args.pseudo
         if variant == 'stage2_sam_cache':
             semi.sam_refiner.embed_on = 'original'
+            semi.sam_refiner.view_extent = 'content'  # a canvas exists only for views
             semi.sam_refiner.refiner.cache = ConfigDict(max_items=4096)
     if args.device == 'cpu':
         cfg.optim_wrapper.type = 'OptimWrapper'

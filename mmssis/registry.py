@@ -9,6 +9,7 @@ from mmdet.registry import DATA_SAMPLERS as MMDET_DATA_SAMPLERS
 from mmdet.registry import DATASETS as MMDET_DATASETS
 from mmdet.registry import EVALUATOR as MMDET_EVALUATOR
 from mmdet.registry import HOOKS as MMDET_HOOKS
+from mmdet.registry import LOG_PROCESSORS as MMDET_LOG_PROCESSORS
 from mmdet.registry import LOOPS as MMDET_LOOPS
 from mmdet.registry import METRICS as MMDET_METRICS
 from mmdet.registry import MODEL_WRAPPERS as MMDET_MODEL_WRAPPERS
@@ -17,12 +18,15 @@ from mmdet.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMDET_OPTIM_WRAPPER_CON
 from mmdet.registry import OPTIM_WRAPPERS as MMDET_OPTIM_WRAPPERS
 from mmdet.registry import OPTIMIZERS as MMDET_OPTIMIZERS
 from mmdet.registry import PARAM_SCHEDULERS as MMDET_PARAM_SCHEDULERS
+from mmdet.registry import RUNNER_CONSTRUCTORS as MMDET_RUNNER_CONSTRUCTORS
 from mmdet.registry import RUNNERS as MMDET_RUNNERS
 from mmdet.registry import TASK_UTILS as MMDET_TASK_UTILS
 from mmdet.registry import TRANSFORMS as MMDET_TRANSFORMS
 from mmdet.registry import VISBACKENDS as MMDET_VISBACKENDS
 from mmdet.registry import VISUALIZERS as MMDET_VISUALIZERS
 from mmdet.registry import WEIGHT_INITIALIZERS as MMDET_WEIGHT_INITIALIZERS
+from mmengine.registry import FUNCTIONS as MMENGINE_FUNCTIONS
+from mmengine.registry import STRATEGIES as MMENGINE_STRATEGIES
 from mmengine.registry import Registry
 
 _SCOPE = 'mmssis'
@@ -33,6 +37,7 @@ def _child(name: str, parent: Registry, locations: list) -> Registry:
 
 
 RUNNERS = _child('runner', MMDET_RUNNERS, ['mmssis.engine'])
+RUNNER_CONSTRUCTORS = _child('runner constructor', MMDET_RUNNER_CONSTRUCTORS, ['mmssis.engine'])
 LOOPS = _child('loop', MMDET_LOOPS, ['mmssis.engine'])
 HOOKS = _child('hook', MMDET_HOOKS, ['mmssis.engine'])
 DATASETS = _child('dataset', MMDET_DATASETS, ['mmssis.datasets'])
@@ -51,3 +56,9 @@ EVALUATOR = _child('evaluator', MMDET_EVALUATOR, ['mmssis.evaluation'])
 TASK_UTILS = _child('task util', MMDET_TASK_UTILS, ['mmssis.models'])
 VISUALIZERS = _child('visualizer', MMDET_VISUALIZERS, ['mmssis.visualization'])
 VISBACKENDS = _child('vis_backend', MMDET_VISBACKENDS, ['mmssis.visualization'])
+LOG_PROCESSORS = _child('log_processor', MMDET_LOG_PROCESSORS, ['mmssis.engine'])
+# mmdet has no child of these two mmengine roots; mmengine still searches them in the
+# default scope (FUNCTIONS: FSDP wrap policies; STRATEGIES: FlexibleRunner), so without an
+# mmssis child it would warn "Failed to search registry with scope mmssis ...".
+FUNCTIONS = _child('function', MMENGINE_FUNCTIONS, ['mmssis.engine'])
+STRATEGIES = _child('strategy', MMENGINE_STRATEGIES, ['mmssis.engine'])

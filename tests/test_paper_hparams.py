@@ -26,12 +26,13 @@ S4M = osp.join(REPO, 'configs', 's4m')
 
 COCO_FRACTIONS = ('0.01', '0.02', '0.05', '0.1')
 CITY_FRACTIONS = ('0.05', '0.1', '0.2', '0.3')
+VOC_FRACTIONS = ('0.1',)
 # dataset -> (stage-2 config pattern, burn-in, max_iters, per-GPU ratio, GPUs, stage-1 pattern,
 #             stage-1 images per iteration)
 PAPER = {
     'coco': ('gd_mask2former_r50_368k_semi-{}-coco.py', 25000, 368750, [3, 3], 4,
              'mask2former_r50_368k_sup-{}-coco.py', 16),
-    'cityscapes': ('gd_mask2former_r50_90k_semi-{}-cityscapes.py', 15000, 90000, [2, 2], 8,
+    'cityscapes': ('gd_mask2former_r50_90k_semi-{}-cityscapes.py', 15000, 90000, [4, 4], 4,
                    'mask2former_r50_90k_sup-{}-cityscapes.py', 4),
 }
 STAGE2 = [(ds, f) for ds, fr in (('coco', COCO_FRACTIONS), ('cityscapes', CITY_FRACTIONS))
@@ -239,6 +240,8 @@ S4M_STAGE2 = {
     'mask-rcnn-coco': ('s4m_mask-rcnn_r50_fpn_180k_semi-{}-coco.py', COCO_FRACTIONS, 'uniform'),
     'mask-rcnn-cityscapes': ('s4m_mask-rcnn_r50_fpn_48k_semi-{}-cityscapes.py',
                              CITY_FRACTIONS, 'static'),
+    # mmssis' VOC protocol (no official VOC run): the COCO settings (`AUG_STATIC False`).
+    'mask-rcnn-voc': ('s4m_mask-rcnn_r50_fpn_40k_semi-{}-voc.py', VOC_FRACTIONS, 'uniform'),
 }
 S4M_STAGE1 = {
     'mask2former-coco': ('s4m-distill_mask2former_r50_368k_sup-{}-coco.py', COCO_FRACTIONS,
@@ -249,6 +252,8 @@ S4M_STAGE1 = {
                        'SamDistillMaskRCNN'),
     'mask-rcnn-cityscapes': ('s4m-distill_mask-rcnn_r50_fpn_24k_sup-{}-cityscapes.py',
                              CITY_FRACTIONS, 'SamDistillMaskRCNN'),
+    'mask-rcnn-voc': ('s4m-distill_mask-rcnn_r50_fpn_20k_sup-{}-voc.py', VOC_FRACTIONS,
+                      'SamDistillMaskRCNN'),
 }
 
 
@@ -297,12 +302,17 @@ def test_s4m_stage2_refinement_arp_and_augmentation_values(key):
         assert r.num_points == 3 and r.point_region == 'all'  # softmax over all pixels
         assert r.multimask is True and r.fusion == 'replace'  # argmax predicted IoU, replace
         assert r.use_box is False and r.iou_thr is None and r.min_teacher_iou is None
+        # SAM's mask replaces the teacher's unconditionally; SAM sees the padded canvas.
+        assert r.empty_fallback is False and ref.view_extent == 'canvas'
         _check_sam2_hiera_l(r.backend)
         arp = st.instance_mixer
         assert arp.type == 'mmssis.ARPInstanceMixer'
         assert arp.num_pairs is None and arp.prob == pytest.approx(1.0)  # max(1, B // 4)
         assert arp.min_area == 3000 and tuple(arp.scale_range) == (0.8, 1.2)
         assert arp.placement == placement
+        # Official paste order (instance order, later on top) and mutually exclusive masks.
+        assert arp.paste_order == 'instance' and arp.occlusion == 'exclusive'
+        assert arp.min_kept_area == 1
         aug = st.student_augment
         assert aug.type == 'mmssis.StudentPhotometricAugment'
         assert (aug.brightness, aug.contrast, aug.saturation, aug.hue) == (0.4, 0.4, 0.4, 0.1)
@@ -313,10 +323,18 @@ def test_s4m_stage2_refinement_arp_and_augmentation_values(key):
         unl = cfg.train_dataloader.dataset.datasets[1]
         branch = unl.pipeline[-1]
         assert [t.type for t in branch.unsup_student] == ['PackDetInputs']
-        assert [t.type for t in branch.unsup_teacher] == ['PackDetInputs']
         assert 'homography_matrix' in branch.unsup_student[0].meta_keys
-        assert unl.pipeline[:-1] == [t for t in semi.train_dataloader.dataset.datasets[1]
-                                     .pipeline[:-1]]
+        semi_pipeline = semi.train_dataloader.dataset.datasets[1].pipeline[:-1]
+        if 'cityscapes' in key:
+            # The weak view's SSD colour jitter moves into the teacher branch (officially
+            # the student view, `image_wo_weak`, never gets it).
+            assert [t.type for t in branch.unsup_teacher] == ['PhotoMetricDistortion',
+                                                               'PackDetInputs']
+            assert unl.pipeline[:-1] == [t for t in semi_pipeline
+                                         if t.type != 'PhotoMetricDistortion']
+        else:
+            assert [t.type for t in branch.unsup_teacher] == ['PackDetInputs']
+            assert unl.pipeline[:-1] == list(semi_pipeline)
         assert unl.ann_file == semi.train_dataloader.dataset.datasets[1].ann_file
         # Everything else is the semi-supervised recipe of the matching `semi_` config.
         for k in ('score_thr', 'unsup_weight', 'sup_weight', 'mask_thr', 'min_mask_area',
@@ -332,7 +350,7 @@ def test_every_s4m_stage2_names_its_distilled_teacher():
     names = {osp.basename(p) for p in glob.glob(osp.join(S4M, '*.py'))}
     # (the 1-GPU recipe variant of one config is not a paper configuration)
     stage2 = sorted(n for n in names if n.startswith('s4m_') and not n.endswith('-1gpu.py'))
-    assert len(stage2) == 16
+    assert len(stage2) == 17
     for n in stage2:
         with open(osp.join(S4M, n)) as f:
             text = ''.join(line.lstrip('#').strip() for line in f if line.startswith('#'))
@@ -360,6 +378,34 @@ def test_metafile_lists_every_s4m_config_with_its_paper_figure():
         # The released teachers were trained with SAM distillation (SSL.USE_SAM True).
         assert models[f's4m-distill_mask2former_r50_{it}_sup-{key}']['Results']
         assert not models[f'mask2former_r50_{it}_sup-{key}']['Results']
+
+
+
+def test_metafile_resources_and_collections_are_the_configs():
+    """Each metafile entry states the GPUs x per-GPU batch of its config's recipe, and its
+    collection's optimiser / precision are the config's (Mask2Former: AdamW + AMP; Mask
+    R-CNN: SGD with momentum, fp32)."""
+    import yaml
+    with open(osp.join(S4M, 'metafile.yml')) as f:
+        meta = yaml.safe_load(f)
+    techniques = {c['Name']: c['Metadata']['Training Techniques'] for c in meta['Collections']}
+    assert all('Training Resources' not in c['Metadata'] for c in meta['Collections'])
+    for m in meta['Models']:
+        cfg = Config.fromfile(osp.join(REPO, m['Config']))
+        ow, loader = cfg.optim_wrapper, cfg.train_dataloader
+        tech = techniques[m['In Collection']]
+        assert (ow.type == 'AmpOptimWrapper') == ('Mixed Precision Training' in tech), m['Name']
+        assert {'AdamW': 'AdamW', 'SGD': 'SGD with Momentum'}[ow.optimizer.type] in tech
+        ratio = loader.sampler.get('source_ratio')
+        per = f'({ratio[0]} + {ratio[1]})' if ratio else str(loader.batch_size)
+        resources = m['Metadata']['Training Resources']
+        if m['Name'].endswith('-1gpu'):
+            assert resources.startswith(f'1 GPU x {per} images'), resources
+            continue
+        gpus, batch = cfg.recipe_gpus, cfg.recipe_gpus * loader.batch_size
+        assert batch == cfg.auto_scale_lr.base_batch_size, m['Name']
+        assert resources.startswith(f'{gpus} GPUs x {per} image'), (m['Name'], resources)
+        assert resources.endswith(f'(global batch {batch})'), (m['Name'], resources)
 
 
 def test_one_line_sam_override_builds_vit_h_config(tmp_path):

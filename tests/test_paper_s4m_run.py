@@ -1,4 +1,5 @@
-"""The COCO S4M paper configs train on CPU with tiny models swapped in.
+"""The S4M paper configs (COCO Mask2Former; PASCAL VOC Mask R-CNN) train on CPU with tiny
+models swapped in.
 
 `mmssis.testing.paper_run.shrink_paper_config` replaces the detector by a tiny one of the
 same family, SAM 2 Hiera-L by a random SAM 2.1 Hiera-T (loaded from a saved checkpoint),
@@ -17,8 +18,14 @@ from mmssis.demo import DEMO_CLASSES
 from mmssis.testing.paper_run import save_tiny_sam2, shrink_paper_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STAGE1 = 'configs/s4m/s4m-distill_mask2former_r50_368k_sup-0.01-coco.py'
-STAGE2 = 'configs/s4m/s4m_mask2former_r50_368k_semi-0.01-coco.py'
+# (stage 1, stage 2, stage-2 images per iteration: half labelled, half unlabelled)
+PAIRS = {
+    'mask2former-coco': ('configs/s4m/s4m-distill_mask2former_r50_368k_sup-0.01-coco.py',
+                         'configs/s4m/s4m_mask2former_r50_368k_semi-0.01-coco.py', 8),
+    # the VOC recipe's own per-GPU layout, 3 + 3
+    'mask-rcnn-voc': ('configs/s4m/s4m-distill_mask-rcnn_r50_fpn_20k_sup-0.1-voc.py',
+                      'configs/s4m/s4m_mask-rcnn_r50_fpn_40k_semi-0.1-voc.py', 6),
+}
 
 
 def _scalars(work_dir):
@@ -37,8 +44,10 @@ def tiny_sam2(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_stage1_distillation_and_stage2_refine_arp(tiny_demo, tiny_sam2, tmp_path):
-    cfg = shrink_paper_config(Config.fromfile(os.path.join(REPO, STAGE1)), tiny_demo.root,
+@pytest.mark.parametrize('pair', sorted(PAIRS))
+def test_stage1_distillation_and_stage2_refine_arp(pair, tiny_demo, tiny_sam2, tmp_path):
+    stage1, stage2, batch_size = PAIRS[pair]
+    cfg = shrink_paper_config(Config.fromfile(os.path.join(REPO, stage1)), tiny_demo.root,
                               str(tmp_path / 's1'), tiny_sam2, DEMO_CLASSES, batch_size=2)
     assert cfg.model.distill.sam_input == 'view' and cfg.model.distill.num_inside == 64
     runner = Runner.from_cfg(cfg)
@@ -49,8 +58,9 @@ def test_stage1_distillation_and_stage2_refine_arp(tiny_demo, tiny_sam2, tmp_pat
     ckpt = str(tmp_path / 's1' / 'iter_2.pth')
     assert os.path.isfile(ckpt)
 
-    cfg2 = shrink_paper_config(Config.fromfile(os.path.join(REPO, STAGE2)), tiny_demo.root,
-                               str(tmp_path / 's2'), tiny_sam2, DEMO_CLASSES, batch_size=8,
+    cfg2 = shrink_paper_config(Config.fromfile(os.path.join(REPO, stage2)), tiny_demo.root,
+                               str(tmp_path / 's2'), tiny_sam2, DEMO_CLASSES,
+                               batch_size=batch_size,
                                semi_overrides=dict(score_thr=0.0))
     cfg2.load_from = ckpt
     semi = cfg2.model.semi_train_cfg
@@ -63,6 +73,6 @@ def test_stage1_distillation_and_stage2_refine_arp(tiny_demo, tiny_sam2, tmp_pat
     assert all(r['unsup_pseudo_num_teacher'] > 0 for r in logs), 'non-empty pseudo-labels'
     assert all(r['unsup_sam_used'] > 0 for r in logs), 'SAM replaced teacher masks'
     assert sum(r['arp_pasted'] for r in logs) >= 1, 'ARP pasted an instance'
-    assert all(r['arp_pairs'] == 1 for r in logs)  # max(1, 4 // 4)
+    assert all(r['arp_pairs'] == 1 for r in logs)  # max(1, 4 // 4) and max(1, 3 // 4)
     model = runner.model
     assert model.student_augment is not None and model.sam_refiner is not None

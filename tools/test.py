@@ -7,7 +7,8 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmssis.utils import (adapt_cfg_to_machine, default_work_dir, init_cpu_distributed,
-                          register_all_modules, set_local_rank_env)
+                          register_all_modules, sam_free_message, set_local_rank_env,
+                          strip_sam_for_eval)
 
 
 def parse_args() -> argparse.Namespace:
@@ -45,6 +46,9 @@ def main() -> None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = default_work_dir(args.config)
+    # SAM (stage-1 distillation, stage-2 pseudo-mask refinement) only acts in training and
+    # is not in the checkpoint: evaluate without building it or reading its checkpoint.
+    sam_removed = strip_sam_for_eval(cfg)
     adapt_cfg_to_machine(cfg)
     init_cpu_distributed(cfg)
     cfg.load_from = args.checkpoint
@@ -57,6 +61,8 @@ def main() -> None:
         vis_hook.test_out_dir = args.show_dir
 
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    if sam_removed:
+        runner.logger.info(sam_free_message(sam_removed))
     if args.out is not None:
         if not args.out.endswith(('.pkl', '.pickle')):
             raise ValueError(f'--out {args.out}: the output file must be a .pkl file')

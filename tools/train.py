@@ -15,6 +15,8 @@ from mmssis.engine.optim_wrappers import NonFiniteLossError, save_nonfinite_chec
 from mmssis.utils import (adapt_cfg_to_machine, default_work_dir, init_cpu_distributed,
                           register_all_modules, set_local_rank_env)
 from mmssis.utils.batch_recipe import keep_global_batch
+from mmssis.utils.preflight import check_before_training
+from mmssis.models.augments import check_arp_layout
 from mmssis.utils.sampler_check import check_semi_sampler
 
 
@@ -72,7 +74,15 @@ def main() -> None:
               + f' = the recipe batch {batch["global_batch"]}')
     # Fail before any model/data is built when batch size, source_ratio and the number of
     # processes do not fit (mmdet's GroupMultiSourceSampler would round or hang instead).
-    check_semi_sampler(cfg, world_size=world_size)
+    counts = check_semi_sampler(cfg, world_size=world_size)
+    # ARP acts on each GPU's unlabelled images (the second source): refuse a layout on which
+    # it would do nothing or mix every image, before anything is built.
+    if counts:
+        check_arp_layout(cfg.model, counts[-1])
+    # Fail before the runner exists on a setup that would train silently wrong: a stage-2
+    # config without its stage-1 teacher (or one of another class count), num_classes !=
+    # len(metainfo.classes), --cfg-options custom_data.* (R18-R23 of docs/reliability.md).
+    check_before_training(cfg, cfg_options=args.cfg_options, resume=args.resume)
 
     if args.amp:
         # Keep the non-finite-loss guard when it is configured (R8 of docs/reliability.md).

@@ -2,7 +2,11 @@
 default_scope = 'mmssis'
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=20),
+    # Every mmssis schedule is an IterBasedTrainLoop: validation metrics are logged at the
+    # iteration they were measured (mmengine's default, by epoch, puts them all at step 0
+    # in TensorBoard / scalars.json on an iteration loop). Training scalars are always
+    # logged at their iteration.
+    logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=100, max_keep_ckpts=2),
     sampler_seed=dict(type='DistSamplerSeedHook'),

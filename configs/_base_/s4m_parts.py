@@ -27,11 +27,15 @@ s4m_distill = dict(
 
 # Stage 2: SAM refinement of every kept teacher pseudo-mask. 3 positive points drawn
 # without replacement from the softmax over *all* pixels of the query's mask-logit map,
-# SAM on the teacher's (weak) view, multimask output, the mask with the highest predicted
-# IoU replaces the teacher's (no gate).
+# SAM on the teacher's (weak) view as the official code gives it (the whole padded canvas at
+# native scale: COCO's 1024 x 1024 LSJ canvas, padding included), multimask output, the
+# mask with the highest predicted IoU replaces the teacher's unconditionally (no gate; an
+# empty SAM mask replaces it too and no refined mask is dropped for its area). Teacher and
+# SAM run in fp32 outside AMP's autocast (SemiMaskDetector), as officially.
 s4m_refiner = dict(
     type='mmssis.PseudoLabelSamRefiner',
     embed_on='view',
+    view_extent='canvas',
     refiner=dict(
         type='mmssis.SamMaskRefiner',
         num_points=3,
@@ -41,22 +45,32 @@ s4m_refiner = dict(
         iou_thr=None,
         min_teacher_iou=None,
         fusion='replace',
+        empty_fallback=False,
         seed=0,
         backend=_base_.sam_backend))
 
 # ARP: max(1, B // 4) image pairs of the unlabelled student batch per GPU swap every
-# pseudo-instance of area >= 3000 px, both ways. COCO (`AUG_STATIC False`): random scale
-# 0.8-1.2 and uniform random placement; Cityscapes (`AUG_STATIC True`, the default):
-# same scale and position.
+# pseudo-instance of area >= 3000 px, both ways (the recipes give B = 3 on COCO, 4 on
+# Cityscapes: tools/train.py refuses a layout on which ARP is a no-op or mixes everything).
+# COCO (`AUG_STATIC False`): random scale 0.8-1.2 and uniform random placement; Cityscapes
+# (`AUG_STATIC True`, the default): same scale and position. Instances are pasted in the
+# teacher's instance order (a later one on top) and every mask of an image that receives
+# instances becomes mutually exclusive; only masks left empty are dropped.
 s4m_arp_dynamic = dict(
     type='mmssis.ARPInstanceMixer',
     num_pairs=None,
     min_area=3000,
     scale_range=(0.8, 1.2),
     placement='uniform',
+    paste_order='instance',
+    occlusion='exclusive',
+    min_kept_area=1,
     prob=1.0,
     seed=0)
 s4m_arp_static = dict(s4m_arp_dynamic, placement='static')
+
+# Every seeded part above draws its own stream on each GPU (seed mixed with the rank,
+# mmssis.utils.rank_seed): rank 0 uses the seed as written.
 
 # The student's strong augmentation, after ARP (`StrongAugmentation`): ColorJitter(0.4, 0.4,
 # 0.4, 0.1) with p 0.8, grayscale p 0.2, Gaussian blur sigma 0.1-2 with p 0.5. The student

@@ -9,7 +9,9 @@ model = dict(
     semi_train_cfg=dict(
         instance_mixer=dict(
             type='ARPInstanceMixer',
-            num_pairs=None,  # B // 4 pairs of unlabelled images (>= 1)
+            # One pair of the 2 unlabelled images per process: every image is mixed, on
+            # purpose (the default max(1, B // 4) rule refuses a layout that mixes all).
+            num_pairs=1,
             min_area=600,
             scale_range=(0.8, 1.2),
             max_translate=0.2,

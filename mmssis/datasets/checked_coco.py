@@ -13,7 +13,8 @@ Notes on empty images:
 * Images without instances are kept by the loader. For *labelled* training
   use ``filter_cfg=dict(filter_empty_gt=True)`` (MMDetection drops them then);
   for *unlabelled* data use ``filter_cfg=dict(filter_empty_gt=False)`` or
-  ``None``, otherwise every image would be dropped.
+  ``None``, otherwise every image would be dropped (a training set left
+  empty raises ``SetupError``).
 * An unlabelled file may have ``annotations: []`` or no ``annotations`` key at
   all; a missing key is treated as ``[]`` (logged at INFO level).
 """
@@ -32,9 +33,11 @@ from mmengine.logging import MMLogger
 from pycocotools import mask as mask_utils
 
 from mmssis.registry import DATASETS
+from mmssis.utils.preflight import SetupError
 from .coco_split import CocoFormatError, parse_json_text, validate_coco_dict
 
 _MISSING_FILE_MODES = ('error', 'skip')
+_UNKNOWN_CATEGORY_MODES = ('error', 'drop')
 _MAX_NAMED = 5  # file names quoted in messages, the rest are counted
 
 
@@ -126,9 +129,21 @@ def _rle_mask_area(rle: dict, height: int, width: int) -> Optional[int]:
     return None
 
 
+def _mask_bbox(seg: Union[list, dict], height: int, width: int) -> List[float]:
+    """Tight ``[x, y, w, h]`` box of a (validated) polygon list or RLE mask."""
+    if isinstance(seg, list):
+        rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
+    elif isinstance(seg.get('counts'), list):  # uncompressed RLE
+        rle = mask_utils.frPyObjects(seg, height, width)
+    else:
+        rle = seg
+    return [float(v) for v in mask_utils.toBbox(rle)]
+
+
 def check_annotation(ann: dict, height: int, width: int,
                      require_mask: bool) -> Tuple[Optional[str], List[str]]:
-    """Validate and repair one annotation in place.
+    """Validate and repair one annotation in place (a missing ``bbox`` is rebuilt from
+    the mask, a missing ``area`` recomputed).
 
     Args:
         ann: A COCO annotation (modified in place by repairs).
@@ -143,9 +158,13 @@ def check_annotation(ann: dict, height: int, width: int,
     if not (isinstance(ann.get('category_id'), int)
             and not isinstance(ann.get('category_id'), bool)):
         return 'missing/bad category_id', repairs
-    reason = _bbox_problem(ann.get('bbox'), height, width)
-    if reason:
-        return reason, repairs
+    # No bbox (None, [] or no key) but a mask: the box is rebuilt from the mask below.
+    bbox = ann.get('bbox')
+    no_box = bbox is None or (isinstance(bbox, (list, tuple)) and len(bbox) == 0)
+    if not no_box:
+        reason = _bbox_problem(bbox, height, width)
+        if reason:
+            return reason, repairs
     seg = ann.get('segmentation')
     area: Optional[int] = None
     if isinstance(seg, list) and seg:
@@ -165,6 +184,14 @@ def check_annotation(ann: dict, height: int, width: int,
         return 'no mask', repairs
     if area == 0:
         return 'zero-area mask', repairs
+    if no_box:
+        if area is None:
+            return 'no bbox and no mask', repairs
+        ann['bbox'] = _mask_bbox(ann['segmentation'], height, width)
+        repairs.append('bbox rebuilt from mask')
+        reason = _bbox_problem(ann['bbox'], height, width)
+        if reason:
+            return reason, repairs
     if not _is_number(ann.get('area')) or ann['area'] <= 0:
         # mmdet reads ann['area'] unconditionally and skips area <= 0.
         bbox = ann['bbox']
@@ -187,7 +214,17 @@ class CheckedCocoDataset(CocoDataset):
     * degenerate annotations (polygons with < 3 points, zero-area or
       mis-sized masks, boxes with w/h <= 1 or fully outside the image,
       missing masks when ``require_masks``) are dropped and summarised in one
-      warning; a missing or non-positive ``area`` is recomputed;
+      warning; a missing or non-positive ``area`` is recomputed, a missing
+      ``bbox`` rebuilt from the mask (polygon or RLE);
+    * annotations of json categories that are not in the metainfo ``classes``
+      (or of no json category) raise :class:`~mmssis.utils.preflight.SetupError`
+      naming the file, the categories and their instance counts (CocoDataset
+      drops them silently: those objects train as background); with
+      ``unknown_categories='drop'`` they are dropped with a counted warning;
+    * a training set (not ``test_mode``) left without images by the filters
+      (``filter_cfg``, dropped annotations) raises ``SetupError`` naming the file,
+      the image count and what was dropped (mmengine fails with ``need at least
+      one array to concatenate``);
     * with ``check_files`` (and always with ``verify_images``) every image
       file must exist; missing files raise ``FileNotFoundError`` naming the
       count and the first few, or with ``missing_files='skip'`` the images
@@ -214,6 +251,8 @@ class CheckedCocoDataset(CocoDataset):
             few seconds per 100k annotations).
         require_masks: Treat annotations without ``segmentation`` as
             degenerate (instance segmentation needs a mask per instance).
+        unknown_categories: ``'error'`` or ``'drop'``: what to do with
+            annotations whose category is not in the metainfo ``classes``.
         **kwargs: Forwarded to :class:`~mmdet.datasets.CocoDataset`.
     """
 
@@ -225,10 +264,15 @@ class CheckedCocoDataset(CocoDataset):
                  verify_images: bool = False,
                  check_annotations: bool = True,
                  require_masks: bool = True,
+                 unknown_categories: str = 'error',
                  **kwargs) -> None:
         if missing_files not in _MISSING_FILE_MODES:
             raise ValueError(f'missing_files must be one of '
                              f'{_MISSING_FILE_MODES}, got {missing_files!r}')
+        if unknown_categories not in _UNKNOWN_CATEGORY_MODES:
+            raise ValueError(f'unknown_categories must be one of '
+                             f'{_UNKNOWN_CATEGORY_MODES}, got {unknown_categories!r}')
+        self.unknown_categories = unknown_categories
         # Set before super().__init__, which may call load_data_list.
         self.check_files = check_files or verify_images or check_sizes
         self.check_sizes = check_sizes or verify_images
@@ -250,6 +294,7 @@ class CheckedCocoDataset(CocoDataset):
         report: Dict[str, object] = {}
         if self.check_files:
             self._check_image_files(doc, report)
+        self._check_categories(doc, report)
         if self.check_annotations:
             self._check_annotations(doc, report)
         self.check_report = report
@@ -411,6 +456,71 @@ class CheckedCocoDataset(CocoDataset):
         if repaired:
             detail = ', '.join(f'{n} {r}' for r, n in repaired.most_common())
             self._logger().warning(f'{self.ann_file}: repaired {detail}')
+
+    def _check_categories(self, doc: dict, report: dict) -> None:
+        """Annotations of categories outside ``classes``: raise, or drop and count."""
+        classes = set(self.metainfo['classes'])
+        names = {c['id']: c['name'] for c in doc['categories']}
+        unknown: Counter = Counter()
+        kept = []
+        for ann in doc['annotations']:
+            cid = ann.get('category_id')
+            if not isinstance(cid, int) or isinstance(cid, bool) or names.get(cid) in classes:
+                kept.append(ann)  # a bad category_id is dropped by the geometry checks
+                continue
+            unknown[repr(names[cid]) if cid in names
+                    else f'category_id {cid} (not in the json categories)'] += 1
+        report['unknown_categories'] = dict(unknown)
+        if not unknown:
+            return
+        detail = ', '.join(f'{name}: {n}' for name, n in unknown.most_common())
+        total = sum(unknown.values())
+        if self.unknown_categories == 'drop':
+            doc['annotations'] = kept
+            self._logger().warning(
+                f'{self.ann_file}: dropped {total} annotation(s) of categories not in '
+                f'classes (unknown_categories=\'drop\'): {detail}')
+            return
+        raise SetupError(
+            f"{self.ann_file}: {total} annotation(s) belong to categories that are not in "
+            f"the data set's classes, instances per category: {detail}. CocoDataset would "
+            'drop them silently and those objects would train as background. Add the '
+            "categories to metainfo=dict(classes=(...)) (and the model's num_classes), or "
+            "drop them on purpose with unknown_categories='drop' in the data set config "
+            f'(a counted warning). classes: {_fmt_names(list(self.metainfo["classes"]))}')
+
+    def filter_data(self) -> List[dict]:
+        """CocoDataset's filtering; a training set left empty is an error.
+
+        Raises:
+            SetupError: Naming the file, the image count and the dropped annotations.
+        """
+        data_list = super().filter_data()
+        if data_list or self.test_mode:
+            return data_list
+        filter_cfg = dict(self.filter_cfg or {})
+        labelled = bool(filter_cfg.get('filter_empty_gt', False))
+        report = self.check_report or {}
+        dropped = Counter(report.get('dropped_annotations') or {})
+        if self.unknown_categories == 'drop':
+            for name, n in (report.get('unknown_categories') or {}).items():
+                dropped[f'category {name} not in classes'] += n
+        reasons = ', '.join(f'{n} {r}' for r, n in dropped.most_common()) or 'none'
+        skipped = sum(len(report.get(k) or []) for k in
+                      ('missing_files', 'corrupt_files', 'size_mismatches'))
+        with_gt = sum(1 for d in self.data_list
+                      if any(not i.get('ignore_flag', 0) for i in d.get('instances', [])))
+        what = 'labelled set' if labelled else 'data set'
+        hint = (f'{with_gt} image(s) kept an instance of the classes'
+                + (f', {skipped} image file(s) were skipped' if skipped else '')
+                + f'; filter_cfg={filter_cfg}. ')
+        if labelled and with_gt == 0 and not dropped:
+            hint += ('The json has no annotation of the classes; for unlabelled images use '
+                     'filter_cfg=dict(filter_empty_gt=False). ')
+        raise SetupError(
+            f'{what} {self.ann_file} is empty after filtering ({len(self.data_list)} '
+            f'images, {sum(dropped.values())} annotations dropped: {reasons}). {hint}'
+            'Fix the annotations (boxes, masks, category names) or the filter settings.')
 
     # ------------------------------------------------------------------
     def _build_coco(self, doc: dict):

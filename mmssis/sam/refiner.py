@@ -21,6 +21,7 @@ from mmssis.structures import masks_to_boxes, paired_mask_iou
 from .base import ImageEmbedding, ImageLike, SamBackend
 from .cache import build_embedding_cache
 from .prompts import sample_points_from_logits
+from mmssis.utils.rank_seed import rank_seed
 
 __all__ = ['SamMaskRefiner', 'RefinedInstances', 'refine_instances']
 
@@ -68,7 +69,8 @@ class SamMaskRefiner:
             the logits restricted to the teacher's binarised mask. ``'all'`` (official
             S4M): the softmax over all pixels of the instance's mask-logit map (points may
             then fall outside the teacher mask where its logits are close to 0).
-        seed: Seed of the refiner's own ``torch.Generator`` (``None``: unseeded).
+        seed: Seed of the refiner's own ``torch.Generator`` (``None``: unseeded); each
+            rank draws its own stream (:func:`~mmssis.utils.rank_seed.rank_seed`).
         cache: Optional embedding cache (an ``EmbeddingCache`` or its kwargs);
             installed on the backend, so ``encode`` goes through it.
         fusion: How SAM's mask replaces the teacher's. ``'replace'`` (S4M): SAM's binary
@@ -76,6 +78,9 @@ class SamMaskRefiner:
             foreground probabilities is >= 0.5 -- the two vote with their confidence, so
             a pixel the teacher is unsure of follows SAM and vice versa (useful when SAM
             is a domain-shifted model, e.g. LiteMedSAM on natural images).
+        empty_fallback: ``True`` (mmssis default): where SAM's mask is empty the teacher's
+            is kept. ``False`` (official S4M): SAM's mask replaces the teacher's even when
+            it is empty.
     """
 
     FUSIONS = ('replace', 'mean_prob')
@@ -85,7 +90,7 @@ class SamMaskRefiner:
                  iou_thr: Optional[float] = None, temperature: float = 1.0,
                  seed: Optional[int] = None, cache: Any = None,
                  min_teacher_iou: Optional[float] = None, fusion: str = 'replace',
-                 point_region: str = 'mask') -> None:
+                 point_region: str = 'mask', empty_fallback: bool = True) -> None:
         if point_region not in ('mask', 'all'):
             raise ValueError(f"point_region must be 'mask' or 'all', got {point_region!r}")
         self.point_region = point_region
@@ -105,9 +110,10 @@ class SamMaskRefiner:
         self.iou_thr = iou_thr
         self.min_teacher_iou = min_teacher_iou
         self.temperature = float(temperature)
+        self.empty_fallback = bool(empty_fallback)
         self.generator = torch.Generator()
         if seed is not None:
-            self.generator.manual_seed(int(seed))
+            self.generator.manual_seed(rank_seed(seed))
         else:
             self.generator.seed()
 
@@ -203,7 +209,8 @@ class SamMaskRefiner:
         else:
             sam_masks = logits_best > self.backend.mask_threshold
         iou_best = iou_best.to(out_dev)
-        from_sam = sam_masks.flatten(1).any(dim=1)
+        from_sam = sam_masks.flatten(1).any(dim=1) if self.empty_fallback else \
+            torch.ones(n, dtype=torch.bool, device=out_dev)
         if self.iou_thr:
             from_sam &= iou_best >= self.iou_thr
         if self.min_teacher_iou:

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from mmssis.registry import MODELS
 from .base import ImageEmbedding, SamBackend
-from .checkpoint import load_sam_weights
+from .checkpoint import load_sam_weights, missing_checkpoint_error
 
 __all__ = ['Sam2Backend', 'sam2_available', 'build_sam2_network']
 
@@ -104,7 +104,7 @@ class Sam2Backend(SamBackend):
         if not sam2_available():
             raise ImportError("Sam2Backend needs the `sam2` package: pip install 'mmssis[sam2]'")
         if not checkpoint or not os.path.isfile(checkpoint):
-            raise FileNotFoundError(f'checkpoint for {expected} not found: {checkpoint!r}')
+            raise missing_checkpoint_error(checkpoint, expected)
         super().__init__(cache=cache)
         self._set_max_prompts_per_call(max_prompts_per_call)
         from sam2.sam2_image_predictor import SAM2ImagePredictor

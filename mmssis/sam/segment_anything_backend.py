@@ -8,7 +8,7 @@ import torch
 from segment_anything import sam_model_registry
 
 from mmssis.registry import MODELS
-from .checkpoint import load_sam_weights
+from .checkpoint import load_sam_weights, missing_checkpoint_error
 from .sam_model import SamModelBackend
 
 __all__ = ['SegmentAnythingBackend']
@@ -48,7 +48,7 @@ class SegmentAnythingBackend(SamModelBackend):
             raise ValueError(f'model_type must be one of {self.MODEL_TYPES}, got {model_type!r}')
         expected = f'segment-anything SAM {model_type}'
         if not checkpoint or not os.path.isfile(checkpoint):
-            raise FileNotFoundError(f'checkpoint for {expected} not found: {checkpoint!r}')
+            raise missing_checkpoint_error(checkpoint, expected)
         sam = sam_model_registry[model_type](checkpoint=None)
         load_sam_weights(sam, checkpoint, expected)
         super().__init__(sam, requires_box=False, device=device, cache=cache,

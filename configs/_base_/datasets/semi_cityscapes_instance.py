@@ -72,9 +72,10 @@ unlabeled_dataset = dict(
 
 # S4M / Guided Distillation Cityscapes stage 2: 16 labelled + 16 unlabelled images per
 # iteration (`scripts/cityscapes/train_student.sh`: SOLVER.IMS_PER_BATCH 16 for each loader),
-# i.e. 8 GPUs x (2 + 2).
-batch_size = 4
-source_ratio = [2, 2]
+# on 4 GPUs x (4 + 4) as the official run: the per-GPU unlabelled batch decides what ARP
+# does (max(1, B // 4) pairs: 2 of the 4 images per GPU are mixed).
+batch_size = 8
+source_ratio = [4, 4]
 train_dataloader = dict(
     _delete_=True,
     batch_size=batch_size,

@@ -60,8 +60,12 @@ unlabeled_dataset = dict(
     pipeline=unsup_pipeline,
     backend_args={{_base_.backend_args}})
 
-batch_size = 4
-source_ratio = [2, 2]
+# Per GPU 3 labelled + 3 unlabelled images (`source_ratio` is per GPU and must sum to
+# `batch_size`), the per-GPU layout of the official S4M COCO runs: ARP mixes
+# max(1, 3 // 4) = 1 pair, i.e. 2 of the 3 unlabelled images per GPU. The GPU count and the
+# learning rate are the schedule's (configs/s4m/_base_/gd_mask-rcnn_r50_fpn_40k_voc.py).
+batch_size = 6
+source_ratio = [3, 3]
 train_dataloader = dict(
     _delete_=True,
     batch_size=batch_size,

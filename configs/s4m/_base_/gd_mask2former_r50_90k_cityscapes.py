@@ -3,7 +3,7 @@
 # `../gd_mask2former_r50_90k_semi-{fraction}-cityscapes.py` set the annotation files.
 #
 # Official S4M code (`scripts/cityscapes/train_student.sh`, `config/add_cfg.py`):
-# 16 labelled + 16 unlabelled images per iteration (here 8 GPUs x (2 + 2)), 90,000 poly
+# 16 labelled + 16 unlabelled images per iteration (here 4 GPUs x (4 + 4), the official layout), 90,000 poly
 # iterations, AdamW 1e-4 / wd 0.05 / backbone x0.1 / clip 0.01 / AMP; teacher frozen for
 # 15,000 iterations (`SSL.BURNIN_ITER` default 15000), then copied from the student and
 # EMA-updated (keep rate 0.9996) every iteration; pseudo-label class threshold 0.7,
@@ -34,8 +34,9 @@ custom_hooks = [
 ]
 default_hooks = dict(checkpoint=dict(interval=5000))
 
-# The recipe: 8 GPUs x 4 images per iteration (global batch 32, the batch the
+# The recipe: 4 GPUs x 8 images per iteration (global batch 32, the batch the
 # learning rate belongs to). `tools/train.py --keep-global-batch` keeps it on other GPU
-# counts; `--auto-scale-lr` scales the learning rate to the actual batch instead.
-recipe_gpus = 8
+# counts (the ARP check of tools/train.py then refuses fewer than 3 unlabelled images per
+# GPU); `--auto-scale-lr` scales the learning rate to the actual batch instead.
+recipe_gpus = 4
 auto_scale_lr = dict(base_batch_size=32)

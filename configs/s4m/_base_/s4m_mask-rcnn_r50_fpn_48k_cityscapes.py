@@ -7,7 +7,15 @@
 _base_ = ['./gd_mask-rcnn_r50_fpn_48k_cityscapes.py', '../../_base_/s4m_parts.py']
 
 # The student branch is geometry-only; its photometric augmentation runs on the mixed batch.
-unsup_pipeline = [*_base_.unsup_pipeline[:-1], _base_.s4m_unsup_branches]
+# The official unlabelled sample carries two views of one geometry: the teacher's (SSD colour
+# jitter, `MaskFormerImageDatasetMapper`) and `image_wo_weak`, geometry only, which ARP and the
+# strong augmentation act on. So the colour jitter moves into the teacher branch here.
+s4m_cityscapes_branches = dict(
+    _base_.s4m_unsup_branches,
+    unsup_teacher=[_base_.color_aug_ssd,
+                   dict(type='PackDetInputs', meta_keys=_base_.s4m_pack_keys)])
+unsup_pipeline = [*_base_.unsup_pipeline[:2], *_base_.geometric_transforms,
+                  s4m_cityscapes_branches]
 unlabeled_dataset = dict(_base_.unlabeled_dataset, pipeline=unsup_pipeline)
 train_dataloader = dict(dataset=dict(datasets=[_base_.labeled_dataset, unlabeled_dataset]))
 model = dict(semi_train_cfg=_base_.s4m_semi_train_cfg_static)

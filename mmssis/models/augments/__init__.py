@@ -1,5 +1,7 @@
-from .instance_mixer import ARPInstanceMixer, ARPNoOpWarning, PasteResult, paste_instances
+from .instance_mixer import (ARPInstanceMixer, ARPLayoutError, PasteResult, check_arp_layout,
+                             paste_instances)
 from .photometric import StudentPhotometricAugment
 
-__all__ = ['ARPInstanceMixer', 'ARPNoOpWarning', 'PasteResult', 'paste_instances',
+__all__ = ['ARPInstanceMixer', 'ARPLayoutError', 'PasteResult', 'check_arp_layout',
+           'paste_instances',
            'StudentPhotometricAugment']

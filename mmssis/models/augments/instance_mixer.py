@@ -20,7 +20,6 @@ Coordinate frame and domain:
   :func:`masks_to_boxes` (``x2 = last column + 1``).
 * Pasted content is confined to the destination's ``img_shape`` (never into padding).
 """
-import warnings
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -33,10 +32,13 @@ from torch import Tensor
 
 from mmssis.structures import masks_to_boxes
 from mmssis.registry import MODELS
+from mmssis.utils.rank_seed import rank_seed
 
 
-class ARPNoOpWarning(UserWarning):
-    """ARP cannot mix: fewer than two unlabelled images per process."""
+class ARPLayoutError(ValueError):
+    """The per-GPU unlabelled batch makes ARP a no-op or makes it mix every image."""
+
+
 
 
 class MixResult(NamedTuple):
@@ -95,7 +97,8 @@ def paste_instances(dst_img: Tensor,
                     scales: Optional[Sequence[float]] = None,
                     offsets: Optional[Sequence[Tuple[int, int]]] = None,
                     valid_shape: Optional[Tuple[int, int]] = None,
-                    min_kept_area: int = 1) -> PasteResult:
+                    min_kept_area: int = 1,
+                    exclusive_dst: bool = False) -> PasteResult:
     """Paste source instances (pixels under their masks) onto a destination image.
 
     Each source instance is cut out along its tight box, rescaled by ``scales[k]`` with
@@ -111,7 +114,10 @@ def paste_instances(dst_img: Tensor,
     pasted masks. A destination instance that lost pixels and is left with fewer than
     ``min_kept_area`` (at least 1) pixels is dropped; untouched instances are always kept.
     Pasted instances occluded below that area are dropped too (their remaining pixels stay
-    in the image, like those of dropped destination instances).
+    in the image, like those of dropped destination instances). With ``exclusive_dst`` the
+    destination's own masks also become mutually exclusive, a later one (higher index)
+    keeping a pixel two of them share, as the official S4M code does with every mask of an
+    image that receives instances.
 
     Args:
         dst_img: ``(3, H, W)`` destination image (any dtype/domain, e.g. normalised).
@@ -126,6 +132,7 @@ def paste_instances(dst_img: Tensor,
             ``img_shape``). Defaults to the whole image; always clipped to the image and
             mask sizes.
         min_kept_area: Smallest mask area (px) of an occluded or pasted instance to keep.
+        exclusive_dst: Make the destination masks mutually exclusive (later on top).
 
     Returns:
         PasteResult: new image and masks (bool, on ``dst_masks``' device) plus keep flags.
@@ -189,6 +196,12 @@ def paste_instances(dst_img: Tensor,
                     torch.zeros((0, h_m, w_m), dtype=torch.bool, device=mask_dev))
 
     occluded = dst_masks & ~cover
+    if exclusive_dst:
+        above = torch.zeros((h_m, w_m), dtype=torch.bool, device=mask_dev)
+        for n in range(occluded.shape[0] - 1, -1, -1):
+            row = occluded[n] & ~above
+            above |= occluded[n]
+            occluded[n] = row
     area_before = dst_masks.flatten(1).sum(1)
     area_after = occluded.flatten(1).sum(1)
     dst_keep = (area_after == area_before) | (area_after >= min_kept_area)
@@ -224,8 +237,8 @@ class ARPInstanceMixer:
     Per call (with probability ``prob``): ``num_pairs`` disjoint pairs ``(i, j)`` of
     distinct images are drawn; every instance of ``i`` with mask area ``>= min_area`` is
     pasted onto ``j`` and vice versa, always from the *original* (pre-mix) images and
-    masks so the two directions do not compound. Instances are pasted largest first (small
-    ones end up on top and stay visible). Each gets a random scale from ``scale_range``
+    masks so the two directions do not compound. Instances are pasted in ``paste_order``
+    (each on top of the previous ones). Each gets a random scale from ``scale_range``
     and keeps its relative position in the image (``img_shape``-normalised box centre)
     shifted by a random translation of up to ``max_translate`` of the destination size;
     the placement is then clamped so the rescaled box lies inside the destination
@@ -249,13 +262,24 @@ class ARPInstanceMixer:
             S4M, Cityscapes ``--aug_static``): same position and scale as in the source
             (``scale_range`` and ``max_translate`` are ignored).
         min_kept_area: Occluded/pasted instances left with fewer pixels are dropped
-            (default 5, as ``SemiMaskDetector``'s ``min_mask_area``); instances the mixing
-            did not touch are always kept.
-        seed: Seed of the mixer's own generator; ``None`` seeds it lazily from numpy's
-            global generator (so the runner's ``randomness.seed`` still applies).
+            (default 5, as ``SemiMaskDetector``'s ``min_mask_area``; the official code drops
+            only masks left empty, i.e. 1); instances the mixing did not touch are always
+            kept.
+        paste_order: ``'largest_first'`` (mmssis default: small instances end up on top
+            and stay visible) or ``'instance'`` (official S4M: the source's instance order,
+            a later instance on top of an earlier one).
+        occlusion: ``'pasted'`` (mmssis default): pasted instances occlude the
+            destination's masks, which otherwise keep their overlaps; ``'exclusive'``
+            (official S4M): in an image that receives instances every mask becomes
+            mutually exclusive, pasted ones on top, then later ones on top of earlier ones.
+        seed: Seed of the mixer's own generator, one stream per rank
+            (:func:`~mmssis.utils.rank_seed.rank_seed`); ``None`` seeds it lazily from
+            numpy's global generator (so the runner's ``randomness`` still applies).
     """
 
     PLACEMENTS = ('relative', 'uniform', 'static')
+    PASTE_ORDERS = ('largest_first', 'instance')
+    OCCLUSIONS = ('pasted', 'exclusive')
 
     def __init__(self,
                  num_pairs: Optional[Union[int, float]] = None,
@@ -265,7 +289,9 @@ class ARPInstanceMixer:
                  prob: float = 1.0,
                  placement: str = 'relative',
                  min_kept_area: int = 5,
-                 seed: Optional[int] = None) -> None:
+                 seed: Optional[int] = None,
+                 paste_order: str = 'largest_first',
+                 occlusion: str = 'pasted') -> None:
         if num_pairs is not None:
             if isinstance(num_pairs, bool) or num_pairs <= 0 or (
                     isinstance(num_pairs, float) and num_pairs > 1):
@@ -277,6 +303,13 @@ class ARPInstanceMixer:
         if placement not in self.PLACEMENTS:
             raise ValueError(f'placement must be one of {self.PLACEMENTS}, got {placement!r}')
         self.placement = placement
+        if paste_order not in self.PASTE_ORDERS:
+            raise ValueError(f'paste_order must be one of {self.PASTE_ORDERS}, got '
+                             f'{paste_order!r}')
+        if occlusion not in self.OCCLUSIONS:
+            raise ValueError(f'occlusion must be one of {self.OCCLUSIONS}, got {occlusion!r}')
+        self.paste_order = paste_order
+        self.occlusion = occlusion
         if max_translate < 0 or not 0 <= prob <= 1:
             raise ValueError('max_translate must be >= 0 and prob in [0, 1]')
         self.num_pairs = num_pairs
@@ -286,8 +319,7 @@ class ARPInstanceMixer:
         self.prob = float(prob)
         self.min_kept_area = int(min_kept_area)
         self.seed = seed
-        self._rng = np.random.default_rng(seed) if seed is not None else None
-        self._warned = False
+        self._rng = np.random.default_rng(rank_seed(seed)) if seed is not None else None
 
     @property
     def rng(self) -> np.random.Generator:
@@ -307,14 +339,43 @@ class ARPInstanceMixer:
             num = int(self.num_pairs)
         return min(max(1, num), batch_size // 2)
 
-    def _warn_once(self, batch_size: int) -> None:
-        if not self._warned:
-            self._warned = True
-            warnings.warn(
-                f'ARPInstanceMixer needs at least 2 unlabelled images per process to mix '
-                f'instances, got {batch_size}: ARP is a no-op. Raise the unlabelled part '
-                f'of the batch (e.g. the sampler\'s source_ratio) to enable it.',
-                ARPNoOpWarning, stacklevel=3)
+    def mixing_share(self, batch_size: int) -> float:
+        """Share of a ``batch_size``-image unlabelled batch that ARP mixes (0 to 1)."""
+        return 2 * self.pairs_for(batch_size) / batch_size if batch_size > 0 else 0.0
+
+    def check_layout(self, batch_size: int) -> float:
+        """Refuse an unlabelled per-GPU batch on which ARP does nothing or mixes everything.
+
+        The official code asserts more than 2 unlabelled images per process and mixes
+        ``max(1, B // 4)`` pairs of them; with 1 image ARP would be a no-op, with 2 (and
+        the default pair rule) every image would be mixed and none seen unmixed.
+
+        Args:
+            batch_size: Unlabelled images per GPU (the sampler's share of the batch).
+
+        Returns:
+            The mixing share (between 0 and 1, exclusive).
+
+        Raises:
+            ARPLayoutError: Naming the batch, the share and the layouts that work.
+        """
+        share = self.mixing_share(batch_size)
+        fix = ('Use at least 3 unlabelled images per GPU: the official layouts are '
+               '3 + 3 per GPU on COCO (ARP mixes 2 of 3) and 4 + 4 per GPU on Cityscapes '
+               '(2 of 4), e.g. train_dataloader.batch_size=6 with sampler source_ratio=[3, 3]'
+               ' (set auto_scale_lr.base_batch_size / the learning rate for the new global '
+               'batch), or remove instance_mixer.')
+        if share == 0:
+            raise ARPLayoutError(
+                f'ARP (instance_mixer) cannot mix with {batch_size} unlabelled image(s) per '
+                f'GPU: it would be a no-op for the whole run. {fix}')
+        if share >= 1 and self.num_pairs is None:
+            raise ARPLayoutError(
+                f'ARP (instance_mixer) would mix every unlabelled image with {batch_size} '
+                f'per GPU (max(1, B // 4) = {self.pairs_for(batch_size)} pair(s)); the '
+                f'official code refuses B <= 2 and leaves a share unmixed. {fix} To mix every'
+                f' image on purpose, set instance_mixer.num_pairs explicitly.')
+        return share
 
     # ------------------------------------------------------------------------------
     def __call__(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> MixResult:
@@ -334,8 +395,7 @@ class ARPInstanceMixer:
         stats = dict(arp_pairs=0, arp_pasted=0, arp_dropped=0)
         batch_size = len(batch_data_samples)
         if batch_size < 2:
-            self._warn_once(batch_size)
-            return MixResult(batch_inputs, batch_data_samples, stats)
+            self.check_layout(batch_size)
         rng = self.rng
         if self.prob < 1 and rng.random() >= self.prob:
             return MixResult(batch_inputs, batch_data_samples, stats)
@@ -372,7 +432,8 @@ class ARPInstanceMixer:
         src_masks = masks[src][:, :h_s, :w_s]
         areas = src_masks.flatten(1).sum(1)
         chosen = torch.nonzero(areas >= max(self.min_area, 1)).flatten()
-        chosen = chosen[torch.argsort(areas[chosen], descending=True, stable=True)]
+        if self.paste_order == 'largest_first':
+            chosen = chosen[torch.argsort(areas[chosen], descending=True, stable=True)]
         boxes = masks_to_boxes(src_masks[chosen]).tolist()
 
         scales, offsets = [], []
@@ -397,7 +458,8 @@ class ARPInstanceMixer:
 
         res = paste_instances(new_inputs[dst], masks[dst], batch_inputs[src], src_masks[chosen],
                               scales, offsets, valid_shape=(h_d, w_d),
-                              min_kept_area=self.min_kept_area)
+                              min_kept_area=self.min_kept_area,
+                              exclusive_dst=self.occlusion == 'exclusive')
         new_inputs[dst] = res.img
         pasted_rows = chosen[res.pasted_keep]
         stats['arp_pasted'] += int(res.pasted_keep.sum())
@@ -429,6 +491,31 @@ class ARPInstanceMixer:
                 boxes = boxes.to(ref.device, ref.dtype)
         out.bboxes = boxes
         return out
+
+
+def check_arp_layout(model_cfg: dict, unlabelled_per_gpu: int) -> Optional[float]:
+    """ARP's mixing share for a config's per-GPU unlabelled batch; refuse a layout that
+    makes ARP a no-op or mixes every image (:meth:`ARPInstanceMixer.check_layout`).
+
+    Args:
+        model_cfg: The config's ``model`` (a ``SemiMaskDetector`` with
+            ``semi_train_cfg.instance_mixer``, or any other model: nothing to check).
+        unlabelled_per_gpu: Unlabelled images in one per-GPU batch (the sampler's count
+            for the unlabelled source, e.g. from ``check_semi_sampler``).
+
+    Returns:
+        The share of the unlabelled images ARP mixes, or ``None`` without ARP.
+
+    Raises:
+        ARPLayoutError: Naming the batch and the layouts that work.
+    """
+    mixer_cfg = (model_cfg.get('semi_train_cfg') or {}).get('instance_mixer')
+    if not mixer_cfg:
+        return None
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmssis'):
+        mixer = MODELS.build(mixer_cfg) if isinstance(mixer_cfg, dict) else mixer_cfg
+    return mixer.check_layout(int(unlabelled_per_gpu))
 
 
 def _clamp_start(start: float, size: int, limit: int) -> int:

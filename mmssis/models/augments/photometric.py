@@ -20,6 +20,7 @@ from mmdet.structures import SampleList
 from torch import Tensor
 
 from mmssis.registry import MODELS
+from mmssis.utils.rank_seed import rank_seed
 
 
 def _preprocessor(data_preprocessor):
@@ -44,7 +45,8 @@ class StudentPhotometricAugment:
         blur_prob: Probability of the Gaussian blur.
         blur_sigma: ``(lo, hi)`` of the uniform blur sigma in pixels; the kernel spans
             ``+-3 sigma``.
-        seed: Seed of the module's generator (draws are reproducible run to run).
+        seed: Seed of the module's generator (draws are reproducible run to run; each rank
+            draws its own stream, :func:`~mmssis.utils.rank_seed.rank_seed`).
     """
 
     def __init__(self, brightness: float = 0.4, contrast: float = 0.4,
@@ -63,7 +65,7 @@ class StudentPhotometricAugment:
         self.blur_prob = float(blur_prob)
         self.blur_sigma = (float(blur_sigma[0]), float(blur_sigma[1]))
         self.seed = int(seed)
-        self.generator = torch.Generator().manual_seed(self.seed)
+        self.generator = torch.Generator().manual_seed(rank_seed(self.seed))
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(jitter=({self.brightness}, {self.contrast}, '

@@ -40,6 +40,7 @@ from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from mmssis.models.utils.precision import outside_autocast
 from mmssis.models.utils.sam_pseudo_refiner import view_normalization
 from mmssis.registry import MODELS
 from mmssis.structures import masks_to_boxes, project_instance_masks
@@ -127,6 +128,24 @@ class SemiMaskDetector(SemiBaseDetector):
                  semi_test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
                  init_cfg: OptMultiConfig = None) -> None:
+        # A misspelt key (score_threshold=0.5) would be ignored and its default used: the
+        # keys read by this class, by mmdet's SemiBaseDetector and the S4M parts only.
+        valid = sorted(set(DEFAULT_SEMI_TRAIN_CFG) | {
+            'sam_refiner', 'instance_mixer', 'student_augment',  # S4M parts
+            'cls_pseudo_thr', 'min_pseudo_bbox_wh'})  # mmdet SemiBaseDetector
+        unknown = sorted(set(semi_train_cfg or {}) - set(valid))
+        if unknown:
+            import difflib
+
+            from mmssis.utils.preflight import SetupError
+            hints = []
+            for key in unknown:
+                close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+                hints.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ''))
+            raise SetupError(
+                f"SemiMaskDetector: unknown model.semi_train_cfg key(s) {', '.join(hints)}; "
+                f'an unknown key would be ignored and its default used. Valid keys: '
+                f"{', '.join(valid)}.")
         cfg = ConfigDict(DEFAULT_SEMI_TRAIN_CFG)
         cfg.update(semi_train_cfg or {})
         super().__init__(detector=detector, semi_train_cfg=cfg,
@@ -197,9 +216,12 @@ class SemiMaskDetector(SemiBaseDetector):
         losses = dict()
         losses.update(**self.loss_by_gt_instances(multi_batch_inputs['sup'],
                                                   multi_batch_data_samples['sup']))
-        record = self.pseudo_label(
-            multi_batch_inputs['unsup_teacher'], multi_batch_data_samples['unsup_teacher'],
-            multi_batch_inputs['unsup_student'], multi_batch_data_samples['unsup_student'])
+        # Teacher, SAM, projection, ARP and the strong augmentation make targets: in fp32
+        # outside AMP's autocast, as the official code; only the student runs in it.
+        with outside_autocast(multi_batch_inputs['unsup_teacher'].device):
+            record = self.pseudo_label(
+                multi_batch_inputs['unsup_teacher'], multi_batch_data_samples['unsup_teacher'],
+                multi_batch_inputs['unsup_student'], multi_batch_data_samples['unsup_student'])
         if self._keep_record:
             self._record, self._keep_record = record, False
         losses.update(**self.loss_by_pseudo_instances(record.student_inputs,
@@ -246,7 +268,10 @@ class SemiMaskDetector(SemiBaseDetector):
         if refiner is not None:
             refined, sam_stats = refiner.refine_batch(
                 teacher_inputs, teacher_samples, kept, view_normalization(self.data_preprocessor))
-            large = [self._large_enough(inst) for inst in refined]
+            # Official S4M: SAM's mask replaces the teacher's whatever its area.
+            large = [torch.ones(len(inst), dtype=torch.bool, device=inst.masks.device)
+                     if getattr(refiner, 'replaces_always', False) else self._large_enough(inst)
+                     for inst in refined]
             refined_rows = [torch.nonzero(k).flatten() for k in large]
             refined = [self._with_mask_boxes(inst[k]) for inst, k in zip(refined, large)]
             stats.update(sam_stats)

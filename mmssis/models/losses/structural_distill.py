@@ -43,9 +43,11 @@ from mmdet.structures import DetDataSample
 from mmengine import fileio
 from torch import Tensor
 
+from mmssis.models.utils.precision import outside_autocast
 from mmssis.models.utils.sam_pseudo_refiner import view_normalization
 from mmssis.structures import denormalize_views, project_masks, sample_homography
 from mmssis.registry import MODELS
+from mmssis.utils.rank_seed import rank_seed
 
 
 def self_similarity_rows(feat: Tensor, index: Tensor, valid: Optional[Tensor] = None) -> Tensor:
@@ -115,7 +117,8 @@ class SamStructuralDistiller:
         cache_targets: ``sam_input='original'`` only: fix the points of an image and cache
             its SAM rows. ``False`` draws new points every step, as the paper does.
         max_cache_items: Images whose targets are kept in memory.
-        seed: Seed of the point draws (mixed with the image path and the step).
+        seed: Seed of the point draws (mixed with the image path, the step and the rank,
+            :func:`~mmssis.utils.rank_seed.rank_seed`).
         backend_args: ``mmengine.fileio`` backend of the original images
             (``sam_input='original'``), as the data set's ``backend_args``.
     """
@@ -143,7 +146,7 @@ class SamStructuralDistiller:
         self.prompts_per_call = int(prompts_per_call)
         self.cache_targets = bool(cache_targets)
         self.max_cache_items = int(max_cache_items)
-        self.seed = int(seed)
+        self.seed = rank_seed(seed)
         self._cache: 'OrderedDict[str, Tuple[Tensor, Tensor, Tensor, Tensor]]' = OrderedDict()
         self.hits = 0
         self.misses = 0
@@ -274,7 +277,8 @@ class SamStructuralDistiller:
                                       **view_normalization(data_preprocessor))
         losses = []
         for i, sample in enumerate(batch_data_samples):
-            rows_t, query, view_xy, valid = self.sam_targets(sample, views[i])
+            with outside_autocast(feat.device):  # SAM's targets in fp32, as officially
+                rows_t, query, view_xy, valid = self.sam_targets(sample, views[i])
             if query.numel() == 0:
                 continue
             pad_h, pad_w = sample.metainfo['batch_input_shape'][:2]

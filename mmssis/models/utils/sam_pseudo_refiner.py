@@ -8,7 +8,10 @@ image (one encode, one batched decode).
 Two places to encode (``embed_on``):
 
 * ``'view'``: the teacher view itself (resized/flipped). Exact, but the cache only hits
-  when the same geometric view recurs.
+  when the same geometric view recurs. ``view_extent`` says which part of it SAM sees:
+  ``'content'`` (mmssis default) the view's ``img_shape`` (SAM 2 stretches it to its square
+  input), ``'canvas'`` (official S4M) the whole padded batch input at native scale (COCO:
+  the 1024 x 1024 LSJ canvas, padding included); masks are cropped back to the content.
 * ``'original'``: the un-augmented image read from ``img_path``. Teacher mask logits are
   warped into the original frame through ``inv(homography_matrix)``, refined there, and the
   refined masks warped back. With a cache, every image is encoded once for the whole run
@@ -80,14 +83,25 @@ class PseudoLabelSamRefiner:
         backend_args: ``mmengine.fileio`` backend of the original images (as the data
             set's ``backend_args``: S3, petrel, ...); read only on an embedding-cache miss.
         policy: ``'always'``, ``'measured'`` or ``'never'`` (see module docstring).
+        view_extent: ``'content'`` or ``'canvas'`` (``embed_on='view'``; see module
+            docstring).
     """
 
     POLICIES = ('always', 'measured', 'never')
+    VIEW_EXTENTS = ('content', 'canvas')
 
     def __init__(self, refiner, embed_on: str = 'original',
-                 backend_args: Optional[dict] = None, policy: str = 'always') -> None:
+                 backend_args: Optional[dict] = None, policy: str = 'always',
+                 view_extent: str = 'content') -> None:
         if embed_on not in ('original', 'view'):
             raise ValueError(f"embed_on must be 'original' or 'view', got {embed_on!r}")
+        if view_extent not in self.VIEW_EXTENTS:
+            raise ValueError(f'view_extent must be one of {self.VIEW_EXTENTS}, got '
+                             f'{view_extent!r}')
+        if view_extent == 'canvas' and embed_on != 'view':
+            raise ValueError("view_extent='canvas' needs embed_on='view' (the canvas is the "
+                             'padded batch input of the teacher view)')
+        self.view_extent = view_extent
         if policy not in self.POLICIES:
             raise ValueError(f'policy must be one of {self.POLICIES}, got {policy!r}')
         self.refiner = MODELS.build(refiner) if isinstance(refiner, dict) else refiner
@@ -97,6 +111,13 @@ class PseudoLabelSamRefiner:
         #: Per class, whether its instances go to SAM under ``policy='measured'``
         #: (``None``: not measured yet).
         self.class_enabled: Optional[List[bool]] = None
+
+    @property
+    def replaces_always(self) -> bool:
+        """Whether SAM's mask replaces the teacher's unconditionally (official S4M: also
+        when it is empty, and small refined masks are not dropped), i.e. the wrapped
+        refiner has ``empty_fallback=False``."""
+        return not self.refiner.empty_fallback
 
     def ungated(self) -> 'PseudoLabelSamRefiner':
         """A shallow copy (same SAM, cache and generator) that refines every instance: what
@@ -201,9 +222,10 @@ class PseudoLabelSamRefiner:
         if self.embed_on == 'view':
             if normalization is None:
                 raise ValueError("embed_on='view' needs the inputs' normalization")
-            views = denormalize_views(batch_inputs,
-                                      [s.metainfo['img_shape'] for s in batch_data_samples],
-                                      **normalization)
+            canvas = self.view_extent == 'canvas'
+            shapes = [tuple(batch_inputs.shape[-2:]) if canvas else s.metainfo['img_shape']
+                      for s in batch_data_samples]
+            views = denormalize_views(batch_inputs, shapes, **normalization)
         ious, used, sent, out = [], [], [], []
         for i, (sample, inst) in enumerate(zip(batch_data_samples, instances)):
             if len(inst) == 0:
@@ -218,9 +240,7 @@ class PseudoLabelSamRefiner:
             if sel.any():  # else no encode: nothing of this image goes to SAM
                 part = inst[sel]
                 if self.embed_on == 'view':
-                    res = self.refiner.refine(views[i], part.mask_logits, part.bboxes,
-                                              cache_key=self._view_key(sample))
-                    masks = res.masks
+                    masks, res = self._refine_in_view(views[i], sample, part)
                 else:
                     masks, res = self._refine_in_original(sample, part)
                 ious.append(paired_mask_iou(part.masks, masks))
@@ -242,11 +262,25 @@ class PseudoLabelSamRefiner:
             stats['sam_cache_hit_rate'] = float(cache.hit_rate)
         return out, stats
 
-    def _view_key(self, sample) -> Optional[str]:
+    def _view_key(self, sample, shape: Tuple[int, int]) -> Optional[str]:
         from mmssis.sam import make_cache_key
         meta = sample.metainfo
         return make_cache_key(meta.get('img_path', meta.get('img_id')),
-                              (meta.get('homography_matrix'), tuple(meta['img_shape'][:2])))
+                              (meta.get('homography_matrix'), tuple(shape)))
+
+    def _refine_in_view(self, view: np.ndarray, sample, inst: InstanceData):
+        """Refine in the teacher view (its content, or the padded canvas it sits in at the
+        top left: teacher logits are extended with background over the padding and SAM's
+        masks cropped back to the content)."""
+        h, w = sample.metainfo['img_shape'][:2]
+        logits = inst.mask_logits
+        if view.shape[:2] != (h, w):
+            big_h, big_w = view.shape[:2]
+            logits = logits.new_full((len(inst), big_h, big_w), -20.0)
+            logits[:, :h, :w] = inst.mask_logits
+        res = self.refiner.refine(view, logits, inst.bboxes,
+                                  cache_key=self._view_key(sample, view.shape[:2]))
+        return res.masks[:, :h, :w], res
 
     def _refine_in_original(self, sample, inst: InstanceData):
         """Embed the original image (read only on a cache miss); refine in its frame; warp

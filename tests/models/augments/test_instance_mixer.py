@@ -10,7 +10,7 @@ from mmengine.config import ConfigDict
 from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
 
-from mmssis.models.augments import ARPInstanceMixer, ARPNoOpWarning, paste_instances
+from mmssis.models.augments import ARPInstanceMixer, ARPLayoutError, paste_instances
 from mmssis.structures import masks_to_boxes
 from mmssis.registry import MODELS
 from mmssis.testing import make_semi_batch, tiny_mask_rcnn_cfg
@@ -189,17 +189,83 @@ def test_same_seed_same_output_different_seed_differs():
     assert any(not torch.equal(a[0], c[0]) for a, c in zip(runs[0], runs[2]))
 
 
-def test_fewer_than_two_images_is_a_noop_with_one_warning():
+def test_layout_without_unmixed_images_or_without_pairs_is_an_error():
     inputs, samples = two_image_batch()
     mixer = ARPInstanceMixer(min_area=1, seed=0)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter('always')
-        for _ in range(3):
-            out, new, _ = mixer(inputs[:1], samples[:1])
-            assert torch.equal(out, inputs[:1])
-            assert new[0] is samples[0] and len(new[0].gt_instances) == 2
-    arp = [w for w in caught if issubclass(w.category, ARPNoOpWarning)]
-    assert len(arp) == 1 and 'at least 2' in str(arp[0].message)
+    with pytest.raises(ARPLayoutError, match='cannot mix with 1 unlabelled'):
+        mixer(inputs[:1], samples[:1])
+    with pytest.raises(ARPLayoutError, match='3 \\+ 3 per GPU on COCO'):
+        mixer.check_layout(1)
+    with pytest.raises(ARPLayoutError, match='mix every unlabelled image with 2'):
+        mixer.check_layout(2)
+    # The official shares: COCO 3 per GPU -> 2 of 3, Cityscapes 4 -> 2 of 4, 8 -> 4 of 8.
+    assert [mixer.check_layout(b) for b in (3, 4, 8)] == [2 / 3, 0.5, 0.5]
+    # An explicit pair count mixes everything on purpose.
+    assert ARPInstanceMixer(num_pairs=1).check_layout(2) == 1.0
+
+
+def _official_receiving_masks(dst_masks, pasted_masks):
+    """Reference from the official semantics: the receiving image's masks lose what the
+    pasted ones cover, then all masks (own first, pasted after, each in instance order)
+    become mutually exclusive with a later mask on top, and empty ones go."""
+    union = torch.zeros_like(dst_masks[0]) if len(pasted_masks) else None
+    for m in pasted_masks:
+        union |= m
+    own = [m & ~union for m in dst_masks] if union is not None else list(dst_masks)
+    allm = own + list(pasted_masks)
+    for j in range(len(allm) - 2, -1, -1):
+        later = torch.zeros_like(allm[j])
+        for m in allm[j + 1:]:
+            later |= m
+        allm[j] = allm[j] & ~later
+    return [m for m in allm if m.any()]
+
+
+def test_official_paste_order_and_exclusive_occlusion_match_reference():
+    h = w = 40
+    dst_masks = torch.zeros(3, h, w, dtype=torch.bool)
+    dst_masks[0, 0:20, 0:20] = True
+    dst_masks[1, 10:30, 10:30] = True      # overlaps instance 0: the later one wins
+    dst_masks[2, 12:16, 12:16] = True      # inside instance 1, later: keeps its pixels
+    src_masks = torch.zeros(3, h, w, dtype=torch.bool)
+    src_masks[0, 5:25, 20:38] = True       # large, first in instance order
+    src_masks[1, 8:14, 24:30] = True       # small, inside the first: on top of it
+    src_masks[2, 30:40, 0:10] = True
+    src_img = torch.arange(3 * h * w, dtype=torch.float32).reshape(3, h, w)
+    res = paste_instances(torch.zeros(3, h, w), dst_masks, src_img, src_masks,
+                          offsets=None, min_kept_area=1, exclusive_dst=True)
+    got = list(res.dst_masks) + list(res.pasted_masks)
+    ref = _official_receiving_masks(list(dst_masks), list(src_masks))
+    assert len(got) == len(ref) == 6
+    for g, r in zip(got, ref):
+        assert torch.equal(g, r)
+    total = torch.stack(got).sum(0)
+    assert int(total.max()) == 1  # mutually exclusive
+    # Pixels: every pasted mask shows its own source pixels (the later instance on top).
+    for m in res.pasted_masks:
+        assert torch.equal(res.img[:, m], src_img[:, m])
+    # The mmssis default keeps the receiving image's own overlaps.
+    res_default = paste_instances(torch.zeros(3, h, w), dst_masks, src_img, src_masks)
+    assert bool((res_default.dst_masks[0] & res_default.dst_masks[1]).any())
+
+
+def test_mixer_paste_order_instance_keeps_source_order():
+    inputs = torch.randn(2, 3, 40, 40)
+    # Instance order: a small instance first, a big one containing it after.
+    samples = [sample_with([(10, 10, 20, 20), (4, 4, 36, 36)], img_shape=(40, 40)),
+               sample_with([], img_shape=(40, 40))]
+    kw = dict(num_pairs=1, min_area=10, placement='static', seed=0, min_kept_area=1)
+    _, new, _ = ARPInstanceMixer(paste_order='instance', occlusion='exclusive', **kw)(
+        inputs, samples)
+    # Official: the big one, pasted last, lies on top and hides the small one entirely.
+    assert new[1].gt_instances.labels.tolist() == [1]
+    # mmssis default (largest first): the small one ends on top and stays.
+    _, new2, _ = ARPInstanceMixer(**kw)(inputs, samples)
+    assert new2[1].gt_instances.labels.tolist() == [1, 0]
+    with pytest.raises(ValueError, match='paste_order'):
+        ARPInstanceMixer(paste_order='random')
+    with pytest.raises(ValueError, match='occlusion'):
+        ARPInstanceMixer(occlusion='none')
 
 
 def test_images_without_instances_and_padded_masks():

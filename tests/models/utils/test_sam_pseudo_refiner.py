@@ -73,7 +73,7 @@ def test_refine_batch_shapes_and_stats(tmp_path, embed_on):
     assert stats['sam_cache_hit_rate'] > 0  # the second step re-uses the embedding
 
 
-def test_detector_with_sam_keeps_sam_out_of_state_dict(tmp_path):
+def _semi_detector(refiner):
     cfg = ConfigDict(
         type='SemiMaskDetector', detector=tiny_mask_rcnn_cfg(),
         data_preprocessor=dict(type='MultiBranchDataPreprocessor',
@@ -81,7 +81,12 @@ def test_detector_with_sam_keeps_sam_out_of_state_dict(tmp_path):
         semi_train_cfg=dict(score_thr=0.0))
     with DefaultScope.overwrite_default_scope('mmssis'):
         model = MODELS.build(cfg)
-    object.__setattr__(model, '_sam_refiner', _refiner('view'))
+    object.__setattr__(model, '_sam_refiner', refiner)
+    return model
+
+
+def test_detector_with_sam_keeps_sam_out_of_state_dict(tmp_path):
+    model = _semi_detector(_refiner('view'))
     inputs, samples = make_semi_batch(batch=2)
     model.train()
     losses = model.loss(inputs, samples)
@@ -159,3 +164,99 @@ def test_policies_choose_which_instances_go_to_sam(tmp_path):
     with pytest.raises(ValueError, match='policy must be one of'):
         PseudoLabelSamRefiner(ref.refiner, policy='sometimes')
     assert always[0].masks.shape == out[0].masks.shape
+
+
+def _empty_output_refiner(empty_fallback: bool) -> PseudoLabelSamRefiner:
+    """SAM whose highest-IoU multimask output is empty (the drawing sits in another slot)."""
+    from mmssis.testing import build_echo_sam
+    sam = build_echo_sam(img_size=64, iou_values=(0.9, 0.5, 0.7), best_index=1)
+    return PseudoLabelSamRefiner(
+        SamMaskRefiner(SamModelBackend(sam), num_points=3, point_region='all', multimask=True,
+                       empty_fallback=empty_fallback, seed=0), embed_on='view')
+
+
+def test_official_refinement_replaces_unconditionally(monkeypatch):
+    """Official S4M: the SAM mask with the highest predicted IoU replaces the teacher's,
+    also when it is empty, and no refined instance is dropped for its area."""
+    from mmssis.models.detectors import semi_mask_detector
+    from mmssis.testing import gt_teacher_pseudo_instances
+    monkeypatch.setattr(semi_mask_detector, 'teacher_pseudo_instances',
+                        gt_teacher_pseudo_instances)
+    inputs, samples = make_semi_batch(batch=2)
+    for empty_fallback in (False, True):
+        model = _semi_detector(_empty_output_refiner(empty_fallback))
+        assert model.sam_refiner.replaces_always is (not empty_fallback)
+        model.eval()
+        record = model.pseudo_label(inputs['sup'], samples['sup'])  # GT as the teacher's
+        kept, refined = record.kept, record.refined
+        assert sum(len(k) for k in kept) > 0
+        if not empty_fallback:  # reference: every kept instance, with SAM's (empty) mask
+            assert [len(r) for r in refined] == [len(k) for k in kept]
+            assert all(not r.masks.any() for r in refined)
+        else:  # mmssis option: the teacher's mask is kept where SAM's is empty
+            for k, r, rows in zip(kept, refined, record.refined_rows):
+                assert torch.equal(r.masks, k.masks[rows])
+
+
+def test_canvas_view_gives_sam_the_padded_input_and_crops_back(tmp_path, monkeypatch):
+    inputs, samples, insts = _batch(tmp_path)
+    for s in samples:
+        s.set_metainfo(dict(img_shape=(40, 50)))
+    insts = [InstanceData(mask_logits=i.mask_logits[:, :40, :50], masks=i.masks[:, :40, :50],
+                          labels=i.labels, scores=i.scores, bboxes=i.bboxes) for i in insts]
+    seen = {}
+    for extent, shape in (('content', (40, 50)), ('canvas', (64, 64))):
+        ref = PseudoLabelSamRefiner(
+            SamMaskRefiner(SamModelBackend(build_tiny_sam(img_size=64)), num_points=2, seed=0),
+            embed_on='view', view_extent=extent)
+        real = ref.refiner.refine
+
+        def spy(image, logits, *args, **kwargs):
+            seen[extent] = (image.shape[:2], tuple(logits.shape[1:]))
+            return real(image, logits, *args, **kwargs)
+
+        monkeypatch.setattr(ref.refiner, 'refine', spy)
+        out, _ = ref.refine_batch(inputs, samples, insts, view_normalization(_preprocessor()))
+        assert seen[extent] == (shape, shape)
+        assert out[0].masks.shape == (2, 40, 50)
+    with pytest.raises(ValueError, match="needs embed_on='view'"):
+        PseudoLabelSamRefiner(_refiner('original').refiner, embed_on='original',
+                              view_extent='canvas')
+
+
+def test_teacher_and_sam_run_outside_autocast(monkeypatch):
+    """Under AMP's autocast the pseudo-labels are made in fp32 (official: outside it)."""
+    from mmssis.models.detectors import semi_mask_detector
+    real_teacher = semi_mask_detector.teacher_pseudo_instances
+    seen = {}
+
+    def teacher(model, inputs, samples):
+        seen['teacher_autocast'] = torch.is_autocast_enabled('cpu')
+        out = real_teacher(model, inputs, samples)
+        seen['logit_dtypes'] = {c.mask_logits.dtype for c in out if len(c)}
+        # one confident square per image, so that SAM runs too
+        h, w = samples[0].metainfo['img_shape'][:2]
+        logits = torch.full((1, h, w), -10.0)
+        logits[0, 8:40, 8:40] = 10.0
+        return [InstanceData(bboxes=torch.tensor([[8., 8, 40, 40]]), labels=torch.tensor([0]),
+                             scores=torch.tensor([0.99]), mask_logits=logits) for _ in samples]
+
+    monkeypatch.setattr(semi_mask_detector, 'teacher_pseudo_instances', teacher)
+    model = _semi_detector(_refiner('view'))
+    inputs, samples = make_semi_batch(batch=2)
+    model.train()
+    real = model.sam_refiner.refiner.refine
+
+    def spy(image, logits, *args, **kwargs):
+        seen['sam_autocast'] = torch.is_autocast_enabled('cpu')
+        return real(image, logits, *args, **kwargs)
+
+    model.sam_refiner.refiner.refine = spy
+    # Only the pseudo-label stage of loss() is under test (the student runs in autocast).
+    model.loss_by_gt_instances = lambda *a: {}
+    model.loss_by_pseudo_instances = lambda *a: {}
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert torch.is_autocast_enabled('cpu')
+        model.loss(inputs, samples)
+    assert seen['teacher_autocast'] is False and seen['sam_autocast'] is False
+    assert seen['logit_dtypes'] <= {torch.float32}
