@@ -82,3 +82,9 @@ def test_train_py_refuses_a_layout_that_mixes_everything_before_building(tmp_pat
     with pytest.raises(ARPLayoutError, match='mix every unlabelled image with 2 per GPU'):
         runpy.run_path('tools/train.py', run_name='__main__')
     assert not work_dir.exists()  # nothing was built
+
+
+@pytest.mark.parametrize('path', sorted(glob.glob('configs/s4m/*.py')), ids=osp.basename)
+def test_every_paper_config_draws_a_global_stream_per_rank(path):
+    randomness = Config.fromfile(path).randomness
+    assert randomness.seed == 0 and randomness.diff_rank_seed is True

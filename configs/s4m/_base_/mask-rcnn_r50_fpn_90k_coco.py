@@ -19,3 +19,8 @@ log_processor = dict(window_size=50)
 # counts; `--auto-scale-lr` scales the learning rate to the actual batch instead.
 recipe_gpus = 8
 auto_scale_lr = dict(base_batch_size=16)
+
+# Every process seeds its global RNG with seed + rank (mmengine `diff_rank_seed`), as the
+# official detectron2 runs do: Mask R-CNN's RoI sampling and Mask2Former's loss points differ
+# per GPU. The data sampler then takes a seed synchronised from rank 0.
+randomness = dict(seed=0, diff_rank_seed=True)
