@@ -208,21 +208,23 @@ def paste_instances(dst_img: Tensor,
     return PasteResult(img, occluded[dst_keep], dst_keep.cpu(), pasted_masks, pasted_keep)
 
 
-def _masks_tensor(inst: InstanceData, fallback_shape: Tuple[int, int]) -> Tensor:
-    """``(N, H_m, W_m)`` bool CPU tensor of ``inst.masks`` (BitmapMasks or tensor)."""
+def _masks_tensor(inst: InstanceData, fallback_shape: Tuple[int, int],
+                  device: torch.device) -> Tensor:
+    """``(N, H_m, W_m)`` bool tensor of ``inst.masks`` (a tensor stays on its device;
+    ``BitmapMasks`` go to ``device``)."""
     if 'masks' not in inst:
-        return torch.zeros((len(inst), *fallback_shape), dtype=torch.bool)
+        return torch.zeros((len(inst), *fallback_shape), dtype=torch.bool, device=device)
     masks = inst.masks
     if isinstance(masks, BitmapMasks):
         arr = np.asarray(masks.masks).reshape(-1, masks.height, masks.width)
-        return torch.from_numpy(arr != 0)
-    return (masks != 0).cpu()
+        return torch.from_numpy(arr != 0).to(device)
+    return masks != 0
 
 
 def _like_masks(template, masks: Tensor):
     """``masks`` (bool, (N, H, W)) in the container type/dtype/device of ``template``."""
     if isinstance(template, BitmapMasks) or template is None:
-        return BitmapMasks(masks.numpy().astype(np.uint8), *masks.shape[1:])
+        return BitmapMasks(masks.cpu().numpy().astype(np.uint8), *masks.shape[1:])
     return masks.to(device=template.device, dtype=template.dtype)
 
 
@@ -404,7 +406,7 @@ class ARPInstanceMixer:
         pairs = list(zip(order[0::2], order[1::2]))
 
         shapes = [tuple(s.metainfo['img_shape'][:2]) for s in batch_data_samples]
-        masks = [_masks_tensor(s.gt_instances, shapes[n])
+        masks = [_masks_tensor(s.gt_instances, shapes[n], batch_inputs.device)
                  for n, s in enumerate(batch_data_samples)]
         new_inputs = batch_inputs.clone()
         new_samples = list(batch_data_samples)
@@ -481,7 +483,7 @@ class ARPInstanceMixer:
         pasted = InstanceData(metainfo=dst_inst.metainfo, **{k: src_inst[k] for k in keys})
         out = InstanceData.cat([kept[dst_rows], pasted[pasted_rows]])
         template = dst_inst.masks if 'masks' in dst_inst else None
-        out.masks = _like_masks(template, all_masks.cpu())
+        out.masks = _like_masks(template, all_masks)
         boxes = masks_to_boxes(all_masks)
         if 'bboxes' in dst_inst:
             ref = dst_inst.bboxes

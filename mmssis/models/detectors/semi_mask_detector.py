@@ -290,8 +290,24 @@ class SemiMaskDetector(SemiBaseDetector):
         if mix is not False and self._student_augment is not None:
             student_inputs = self._student_augment(student_inputs, student_samples,
                                                    self.data_preprocessor)
+        self._to_gt_masks(student_samples)
         record.student_inputs, record.student_samples = student_inputs, student_samples
         return record
+
+    @staticmethod
+    def _to_gt_masks(samples: SampleList) -> None:
+        """The student's pseudo-masks as mmdet's loss reads ground truth (``BitmapMasks``).
+
+        From the teacher to here (projection, ARP) the masks stay ``(N, H, W)`` bool tensors
+        on the model's device; this is their one conversion, after the last stage that
+        changes them.
+        """
+        for sample in samples:
+            masks = sample.gt_instances.get('masks')
+            if isinstance(masks, Tensor):
+                h, w = masks.shape[-2:]
+                sample.gt_instances.masks = BitmapMasks(
+                    masks.cpu().numpy().astype(np.uint8), h, w)
 
     def keep_next_record(self) -> None:
         """Keep the :class:`PseudoLabelRecord` of the next training step (for drawing it,
@@ -413,9 +429,10 @@ class SemiMaskDetector(SemiBaseDetector):
         """Warp teacher-view pseudo-instances into the student view.
 
         Masks are warped with ``H_student @ inv(H_teacher)`` to the student ``img_shape``
-        (zero-padded to ``batch_input_shape`` for MaskFormer-family students), stored as
-        ``BitmapMasks`` like ground truth; boxes are recomputed from the warped masks and
-        instances left smaller than ``min_mask_area`` (e.g. cropped away) are dropped.
+        (zero-padded to ``batch_input_shape`` for MaskFormer-family students) and stay bool
+        tensors on the model's device (:meth:`pseudo_label` converts them once, at its end);
+        boxes are recomputed from the warped masks and instances left smaller than
+        ``min_mask_area`` (e.g. cropped away) are dropped.
         """
         for teacher_sample, student_sample in zip(batch_pseudo_instances, batch_data_samples):
             student_sample.gt_instances = self._project(teacher_sample.gt_instances,
@@ -434,11 +451,7 @@ class SemiMaskDetector(SemiBaseDetector):
         projected = project_instance_masks(
             inst, teacher_sample, student_sample,
             mode=self.semi_train_cfg.projection_mode, pad_to_batch_input=pad)
-        projected = projected[self._large_enough(projected)]
-        masks = projected.masks
-        h, w = masks.shape[-2:]
-        projected.masks = BitmapMasks(masks.cpu().numpy().astype(np.uint8), h, w)
-        return projected
+        return projected[self._large_enough(projected)]
 
     # ----------------------------------------------------------------------------------
     # checkpoints

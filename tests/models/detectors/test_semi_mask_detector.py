@@ -4,6 +4,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from mmdet.structures.mask import BitmapMasks
 from mmengine.config import ConfigDict
 from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
@@ -61,8 +62,9 @@ def test_projection_flips_masks_and_boxes(model):
     t.gt_instances = InstanceData(masks=masks, labels=torch.tensor([1]),
                                   scores=torch.tensor([0.9]), bboxes=torch.zeros(1, 4))
     out = model.project_pseudo_instances([t], samples['unsup_student'])[0].gt_instances
-    expected = torch.flip(masks, dims=[2]).numpy().astype(np.uint8)
-    np.testing.assert_array_equal(out.masks.masks, expected)
+    # Projection keeps bool tensors on the masks' device (one conversion ends pseudo_label).
+    assert isinstance(out.masks, torch.Tensor) and out.masks.dtype == torch.bool
+    assert torch.equal(out.masks, torch.flip(masks, dims=[2]))
     assert out.bboxes[0].tolist() == [49.0, 10.0, 59.0, 20.0]
 
 
@@ -161,3 +163,40 @@ def test_maskrcnn_pseudo_masks_are_at_the_cropped_view(model):
             outside = m.clone()
             outside[max(y1 - 1, 0):y2 + 1, max(x1 - 1, 0):x2 + 1] = False
             assert not outside.any()
+
+
+def test_pseudo_masks_stay_tensors_until_one_conversion_at_the_end(monkeypatch):
+    """Teacher -> projection -> ARP keep (N, H, W) bool tensors; mmdet's mask type is made
+    once per student image, after the last stage that changes the masks."""
+    from mmssis.models.augments import instance_mixer as mixer_module
+    from mmssis.models.detectors import semi_mask_detector as det_module
+    from mmssis.testing import gt_teacher_pseudo_instances
+    made = []
+
+    class Counting(BitmapMasks):
+        def __init__(self, *args, **kwargs):
+            made.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(det_module, 'BitmapMasks', Counting)
+    monkeypatch.setattr(mixer_module, 'BitmapMasks', Counting)
+    monkeypatch.setattr(det_module, 'teacher_pseudo_instances', gt_teacher_pseudo_instances)
+    seen = []
+    real_paste = mixer_module.paste_instances
+
+    def paste(dst_img, dst_masks, src_img, src_masks, *args, **kwargs):
+        seen.append((type(dst_masks), type(src_masks)))
+        return real_paste(dst_img, dst_masks, src_img, src_masks, *args, **kwargs)
+
+    monkeypatch.setattr(mixer_module, 'paste_instances', paste)
+    model = build(score_thr=0.0, instance_mixer=dict(type='ARPInstanceMixer', num_pairs=1,
+                                                     min_area=1, seed=0))
+    inputs, samples = make_semi_batch(batch=2)
+    # GT of the labelled views stands in for the teacher's predictions on the weak views.
+    for t, s in zip(samples['unsup_teacher'], samples['sup']):
+        t.gt_instances = s.gt_instances
+    record = model.pseudo_label(inputs['unsup_teacher'], samples['unsup_teacher'],
+                                inputs['unsup_student'], samples['unsup_student'])
+    assert seen and all(a is torch.Tensor and b is torch.Tensor for a, b in seen)
+    assert len(made) == 2  # one BitmapMasks per student image
+    assert all(isinstance(s.gt_instances.masks, BitmapMasks) for s in record.student_samples)
