@@ -10,8 +10,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope='session', autouse=True)
 def _register_mmssis():
     """Every test sees mmssis' registries populated (configs use default_scope='mmssis')."""
-    from mmssis.utils import register_all_modules
+    from mmssis.utils import install_safe_globals, register_all_modules
     register_all_modules(init_default_scope=False)
+    install_safe_globals()  # mmengine's checkpoint loader: weights_only + allow-list
     yield
 
 

@@ -116,7 +116,7 @@ _SNAPSHOT = r'''
 import json, sys
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
-from mmengine.registry import DefaultScope
+from mmengine.registry import MODEL_WRAPPERS, DefaultScope
 from mmengine.runner.checkpoint import CheckpointLoader
 
 def state():
@@ -127,7 +127,8 @@ def state():
         # mmssis' allow-list entries (torch's own lazily imported modules add theirs)
         safe_globals=sorted(repr(g) for g in get()
                             if 'HistoryBuffer' in repr(g) or 'numpy' in repr(g)),
-        scope=repr(DefaultScope.get_current_instance()))
+        scope=repr(DefaultScope.get_current_instance()),
+        wrappers=sorted(MODEL_WRAPPERS.module_dict))
 
 before = state()
 import mmssis, mmssis.models, mmssis.sam, mmssis.engine, mmssis.datasets  # noqa
@@ -136,8 +137,16 @@ after_import = state()
 from mmssis.utils import register_all_modules
 register_all_modules(init_default_scope=False)
 after_register = state()
+from mmssis.utils import install_safe_globals
+install_safe_globals()
+after_install = state()
+from mmssis.utils.cpu_ddp import register_cpu_ddp
+name = register_cpu_ddp()
+assert register_cpu_ddp() == name  # idempotent
+after_ddp = state()
 print(json.dumps(dict(before=before, after_import=after_import,
-                      after_register=after_register)))
+                      after_register=after_register, after_install=after_install,
+                      after_ddp=after_ddp)))
 '''
 
 
@@ -148,7 +157,12 @@ def test_import_mmssis_changes_no_other_library():
                          env=dict(os.environ, PYTHONPATH=REPO)).stdout
     res = json.loads(out.strip().splitlines()[-1])
     assert res['after_import'] == res['before']
+    # Registering only registers (into mmssis' own child registries).
+    assert res['after_register'] == res['before']
     # The explicit switch does change mmengine's loader and torch's allow-list.
-    assert res['after_register']['schemes'] != res['before']['schemes']
-    assert res['after_register']['getstate'] != res['before']['getstate']
-    assert len(res['after_register']['safe_globals']) > len(res['before']['safe_globals'])
+    assert res['after_install']['schemes'] != res['before']['schemes']
+    assert res['after_install']['getstate'] != res['before']['getstate']
+    assert len(res['after_install']['safe_globals']) > len(res['before']['safe_globals'])
+    # The CPU DDP wrapper enters mmengine's root registry only when asked for.
+    assert set(res['after_ddp']['wrappers']) - set(res['before']['wrappers']) == {
+        'CPUAwareDistributedDataParallel'}

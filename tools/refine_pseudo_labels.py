@@ -403,8 +403,9 @@ def load_detector(config, checkpoint: str, device: str = 'cpu',
     from mmdet.utils import get_test_pipeline_cfg
     from mmengine.config import Config
 
-    from mmssis.utils import register_all_modules
+    from mmssis.utils import install_safe_globals, register_all_modules
     register_all_modules(init_default_scope=False)
+    install_safe_globals()  # mmengine's checkpoint loader: weights_only + allow-list
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
     cfg = Config.fromfile(config) if isinstance(config, str) else config.copy()

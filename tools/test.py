@@ -7,8 +7,8 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmssis.utils import (adapt_cfg_to_machine, default_work_dir, init_cpu_distributed,
-                          register_all_modules, sam_free_message, set_local_rank_env,
-                          strip_sam_for_eval)
+                          install_safe_globals, register_all_modules, sam_free_message,
+                          set_local_rank_env, strip_sam_for_eval)
 
 
 def parse_args() -> argparse.Namespace:
@@ -35,6 +35,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     register_all_modules(init_default_scope=False)
+    install_safe_globals()  # mmengine's checkpoint loader: weights_only + allow-list
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist')
 

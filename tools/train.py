@@ -13,7 +13,7 @@ from mmengine.runner import Runner
 
 from mmssis.engine.optim_wrappers import NonFiniteLossError, save_nonfinite_checkpoint
 from mmssis.utils import (adapt_cfg_to_machine, default_work_dir, init_cpu_distributed,
-                          register_all_modules, set_local_rank_env)
+                          install_safe_globals, register_all_modules, set_local_rank_env)
 from mmssis.utils.batch_recipe import keep_global_batch
 from mmssis.utils.preflight import check_before_training
 from mmssis.models.augments import check_arp_layout
@@ -52,6 +52,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     register_all_modules(init_default_scope=False)
+    install_safe_globals()  # mmengine's checkpoint loader: weights_only + allow-list
 
     cfg = Config.fromfile(args.config, format_python_code=not args.no_format_config)
     cfg.launcher = args.launcher

@@ -103,8 +103,9 @@ def evaluate_checkpoint(config: str, checkpoint: str, work_dir: str,
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    from mmssis.utils import adapt_cfg_to_machine, register_all_modules
+    from mmssis.utils import adapt_cfg_to_machine, install_safe_globals, register_all_modules
     register_all_modules(init_default_scope=False)
+    install_safe_globals()  # mmengine's checkpoint loader: weights_only + allow-list
     cfg = Config.fromfile(config if osp.isabs(config) else osp.join(REPO, config),
                           format_python_code=False)
     if options:

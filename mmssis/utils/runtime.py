@@ -34,8 +34,9 @@ def adapt_cfg_to_machine(cfg: Config) -> Config:
             dist_cfg['backend'] = 'gloo'
         if cfg.get('launcher', 'none') != 'none' and cfg.get('model_wrapper_cfg') is None:
             # mmengine wraps with device_ids=[LOCAL_RANK], which DDP rejects on the CPU.
+            from .cpu_ddp import register_cpu_ddp
             cfg.model_wrapper_cfg = dict(
-                type='CPUAwareDistributedDataParallel', broadcast_buffers=False,
+                type=register_cpu_ddp(), broadcast_buffers=False,
                 find_unused_parameters=cfg.get('find_unused_parameters', False))
     return cfg
 

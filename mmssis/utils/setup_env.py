@@ -6,10 +6,11 @@ from mmengine import DefaultScope
 
 
 def register_all_modules(init_default_scope: bool = True) -> None:
-    """Register all mmssis (and mmdet) modules into their registries and switch on safe
-    checkpoint loading (:func:`mmssis.utils.install_safe_globals`).
+    """Register all mmssis (and mmdet) modules into their registries; nothing else.
 
-    Importing the sub-packages runs their ``@REGISTRY.register_module()`` decorators.
+    Importing the sub-packages runs their ``@REGISTRY.register_module()`` decorators (into
+    mmssis' child registries only). Safe checkpoint loading is a separate, explicit step
+    that the tools take: :func:`mmssis.utils.install_safe_globals`.
 
     Args:
         init_default_scope: If True, make ``mmssis`` the default scope so that configs
@@ -17,9 +18,6 @@ def register_all_modules(init_default_scope: bool = True) -> None:
     """
     from mmdet.utils import register_all_modules as mmdet_register_all_modules
     mmdet_register_all_modules(init_default_scope=False)
-
-    from .checkpoint import install_safe_globals
-    install_safe_globals()
 
     import mmssis.datasets  # noqa: F401,F811
     import mmssis.engine  # noqa: F401,F811

@@ -34,7 +34,7 @@ from mmssis.engine.hooks.pseudo_label_vis_hook import unlabelled_batch
 from mmssis.engine.hooks.sam_benefit_hook import restore_sam_decisions
 from mmssis.models.utils.sam_pseudo_refiner import view_normalization
 from mmssis.registry import MODELS
-from mmssis.utils import register_all_modules
+from mmssis.utils import install_safe_globals, register_all_modules
 from mmssis.visualization import draw_rows_quietly, make_drawer, student_title, tile_rows
 
 
@@ -150,6 +150,7 @@ def browse(model: torch.nn.Module, dataset, out_dir: str, num: int, batch_size: 
 def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     args = parse_args(argv)
     register_all_modules(init_default_scope=False)
+    install_safe_globals()  # mmengine's checkpoint loader: weights_only + allow-list
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)

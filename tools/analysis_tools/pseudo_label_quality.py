@@ -158,11 +158,12 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     from mmssis.apis.pseudo_labels import evaluate_pseudo_labels
     from mmssis.evaluation import (SamBenefit, format_benefit_table, format_quality_table,
                                    sam_helps)
-    from mmssis.utils import register_all_modules
+    from mmssis.utils import install_safe_globals, register_all_modules
     for path, what in ((args.config, 'config'), (args.checkpoint, 'checkpoint')):
         if not osp.isfile(path):
             raise FileNotFoundError(f'{what} not found: {path}')
     register_all_modules(init_default_scope=False)
+    install_safe_globals()  # mmengine's checkpoint loader: weights_only + allow-list
     cfg = Config.fromfile(args.config)
     init_default_scope(cfg.get('default_scope', 'mmssis'))
     model, config_refiner = build_semi_model(cfg, args.score_thr)

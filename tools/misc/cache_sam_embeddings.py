@@ -32,8 +32,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, int]:
 
     from mmssis.datasets.semi_data import build_unlabelled_dataset
     from mmssis.registry import MODELS
-    from mmssis.utils import register_all_modules
+    from mmssis.utils import install_safe_globals, register_all_modules
     register_all_modules(init_default_scope=False)
+    install_safe_globals()  # mmengine's checkpoint loader: weights_only + allow-list
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)

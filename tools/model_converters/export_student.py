@@ -257,8 +257,10 @@ def plain_config(semi_cfg: Config) -> Tuple[Config, List[str]]:
     Returns:
         The plain config and human-readable notes on the type rewrites.
     """
-    from mmssis.utils import register_all_modules, sam_free_message, strip_sam_for_eval
+    from mmssis.utils import (install_safe_globals, register_all_modules, sam_free_message,
+                              strip_sam_for_eval)
     register_all_modules(init_default_scope=False)  # fill the registries searched below
+    install_safe_globals()  # mmengine's checkpoint loader: weights_only + allow-list
     src = semi_cfg.to_dict()
     # No SAM in the exported model (e.g. a stage-1 `SamDistill*` detector's `distill`):
     # the same helper as tools/test.py.
