@@ -42,6 +42,7 @@ def test_documented_config_exists(config):
     assert osp.isfile(osp.join(REPO, config)), config
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('script', SCRIPTS)
 def test_documented_tool_runs(script):
     path = osp.join(REPO, script)

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from typing import Dict, List, Set
 
+import pytest
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PKG = osp.join(REPO, 'mmssis')
 
@@ -150,6 +152,7 @@ print(json.dumps(dict(before=before, after_import=after_import,
 '''
 
 
+@pytest.mark.slow
 def test_import_mmssis_changes_no_other_library():
     import json
     out = subprocess.run([sys.executable, '-c', _SNAPSHOT], cwd=REPO, check=True,

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -38,6 +39,7 @@ def test_model_index_covers_every_config():
     assert all(osp.isfile(osp.join(REPO, c)) for c in listed)
 
 
+@pytest.mark.slow
 def test_mim_search_lists_the_configs():
     """`mim search mmssis` reads the installed package's model index (setup.py puts it in
     mmssis/.mim)."""

@@ -9,7 +9,7 @@ from .cache import EmbeddingCache, build_embedding_cache, make_cache_key
 from .checkpoint import SamCheckpointError, load_sam_weights, read_state_dict
 from .lite_medsam import LiteMedSamBackend, build_lite_medsam_sam, default_lite_medsam_checkpoint
 from .prompts import sample_points_from_logits
-from .refiner import RefinedInstances, SamMaskRefiner, refine_instances
+from .refiner import RefinedInstances, SamMaskRefiner
 from .sam2_backend import Sam2Backend, sam2_available
 from .sam_model import SamModelBackend
 from .segment_anything_backend import SegmentAnythingBackend
@@ -20,5 +20,5 @@ __all__ = [
     'build_lite_medsam_sam', 'default_lite_medsam_checkpoint', 'SamCheckpointError',
     'load_sam_weights', 'read_state_dict', 'EmbeddingCache', 'build_embedding_cache',
     'make_cache_key', 'sample_points_from_logits',
-    'SamMaskRefiner', 'RefinedInstances', 'refine_instances'
+    'SamMaskRefiner', 'RefinedInstances'
 ]

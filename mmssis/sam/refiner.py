@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any, Dict, Hashable, NamedTuple, Optional, Union
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -23,7 +22,7 @@ from .cache import build_embedding_cache
 from .prompts import sample_points_from_logits
 from mmssis.utils.rank_seed import rank_seed
 
-__all__ = ['SamMaskRefiner', 'RefinedInstances', 'refine_instances']
+__all__ = ['SamMaskRefiner', 'RefinedInstances']
 
 
 class RefinedInstances(NamedTuple):
@@ -228,34 +227,3 @@ class SamMaskRefiner:
             torch.zeros((0, 4), dtype=torch.float32, device=dev),
             torch.zeros((0,), dtype=torch.float32, device=dev),
             torch.zeros((0,), dtype=torch.bool, device=dev))
-
-
-def refine_instances(refiner: SamMaskRefiner, image: ImageLike,
-                     masks_or_logits: Union[Tensor, np.ndarray],
-                     boxes: Union[Tensor, np.ndarray, None] = None,
-                     cache_key: Optional[Hashable] = None,
-                     channel_order: str = 'rgb') -> RefinedInstances:
-    """Functional entry point (for pipeline transforms and tools).
-
-    Args:
-        refiner: A :class:`SamMaskRefiner`.
-        image: ``(H, W, 3)`` uint8 image.
-        masks_or_logits: ``(N, H, W)``; bool/integer arrays are binary masks
-            (points are then sampled uniformly inside them), float arrays are
-            logits (foreground > 0). numpy or torch.
-        boxes: Optional ``(N, 4)`` xyxy pixels in the image frame.
-        cache_key: Optional embedding-cache key.
-        channel_order: ``'rgb'`` or ``'bgr'`` (mmcv's ``LoadImageFromFile`` gives BGR).
-
-    Returns:
-        :class:`RefinedInstances` (torch tensors, on the input's device).
-    """
-    x = torch.as_tensor(masks_or_logits)
-    if x.dim() == 2 and x.shape[0] == 0:
-        x = x.reshape(0, *np.asarray(image).shape[:2])
-    if not torch.is_floating_point(x):
-        x = torch.where(x != 0, 1.0, -1.0)
-    if boxes is not None:
-        boxes = torch.as_tensor(np.asarray(boxes) if not isinstance(boxes, Tensor) else boxes,
-                                dtype=torch.float32, device=x.device)
-    return refiner.refine(image, x, boxes, cache_key=cache_key, channel_order=channel_order)

@@ -61,6 +61,7 @@ def test_unknown_dependency_is_an_error_before_anything_runs(tmp_path):
     assert not (tmp_path / 'b').exists()
 
 
+@pytest.mark.slow
 def test_command_stage_runs_once(tmp_path):
     import sys
     marker = tmp_path / 'count.txt'

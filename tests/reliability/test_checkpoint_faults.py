@@ -31,6 +31,7 @@ def _truncate(src, dst):
     dst.write_bytes(data[:len(data) // 2])
 
 
+@pytest.mark.slow
 def test_auto_resume_ignores_checkpoint_cut_short_by_a_kill(tmp_path):
     _toy_runner(tmp_path, max_iters=2).train()
     # A kill during the save of iteration 3: the file exists but is cut short, and

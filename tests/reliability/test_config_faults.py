@@ -81,6 +81,7 @@ def test_nested_sam_backend_cuda_device_on_cpu_machine_is_a_clear_error():
 
 
 # ------------------------------------------------------------------ R12
+@pytest.mark.slow
 def test_train_py_rejects_bad_source_ratio_before_building(tmp_path):
     work = tmp_path / 'work'
     start = time.time()

@@ -23,6 +23,9 @@ from mmssis.testing.tiny_run import shrink_for_test
 from rel_configs import PYTHON, REFINE_CONFIG, REPO, free_port, speed_up, subprocess_env
 from rel_dist import WORLD, calibration_records, worker
 
+# Every test here starts processes (two gloo ranks, or tools/dist_train.sh).
+pytestmark = pytest.mark.slow
+
 
 # ------------------------------------------------------------------ gloo checks
 @pytest.fixture(scope='module')

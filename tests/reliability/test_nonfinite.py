@@ -142,6 +142,7 @@ def _runner(tmp_path, nan_iters, max_iters=6, max_consecutive=3):
     return runner, recorder
 
 
+@pytest.mark.slow
 def test_runner_continues_after_fewer_than_m_bad_iterations(tmp_path):
     runner, rec = _runner(tmp_path, nan_iters=(3, 4))
     runner.train()
@@ -154,6 +155,7 @@ def test_runner_continues_after_fewer_than_m_bad_iterations(tmp_path):
     assert runner.message_hub.get_scalar(SKIPPED_SCALAR).current() == 2
 
 
+@pytest.mark.slow
 def test_runner_stops_after_m_bad_iterations_and_saves_checkpoint(tmp_path, capsys):
     runner, rec = _runner(tmp_path, nan_iters=(3, 4, 5))
     # What tools/train.py does around runner.train().
@@ -170,6 +172,7 @@ def test_runner_stops_after_m_bad_iterations_and_saves_checkpoint(tmp_path, caps
     assert ckpt['optimizer']['nonfinite_skipped'] == 3
 
 
+@pytest.mark.slow
 def test_train_py_exits_nonzero_with_checkpoint(tmp_path):
     cfg_path = tmp_path / 'nan_cfg.py'
     cfg_path.write_text(

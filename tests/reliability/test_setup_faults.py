@@ -165,6 +165,7 @@ def _two_ellipses(doc):
         ann['category_id'] = 99
 
 
+@pytest.mark.slow
 def test_json_category_not_in_classes_fails_naming_it_and_its_count(run_train, demo_copy):
     ann = _edit_json(demo_copy, LABELLED, _two_ellipses)
     with pytest.raises(SetupError) as err:
@@ -232,6 +233,7 @@ def test_polygon_without_bbox_gets_its_box(bbox):
     assert check_annotation(no_mask, 32, 32, require_mask=False)[0] == 'no bbox and no mask'
 
 
+@pytest.mark.slow
 def test_labelled_set_empty_after_filtering_fails_naming_file_and_reasons(run_train, demo_copy):
     def degenerate(doc):
         for a in doc['annotations']:

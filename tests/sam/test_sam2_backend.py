@@ -184,6 +184,7 @@ def test_sam_follows_the_model_device_unless_pinned():
     assert pinned.device.type == 'cpu'
 
 
+@pytest.mark.slow
 def test_mmssis_imports_without_sam2(tmp_path):
     """mmssis stays importable when the optional sam2 package is missing."""
     code = (

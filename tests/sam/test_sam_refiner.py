@@ -3,7 +3,7 @@ import torch
 
 from mmssis.registry import MODELS
 from mmssis.sam import (EmbeddingCache, RefinedInstances, SamMaskRefiner, SamModelBackend,
-                        refine_instances, sample_points_from_logits)
+                        sample_points_from_logits)
 from mmssis.structures import boxes_to_masks, masks_to_boxes
 from mmssis.testing import build_echo_sam, build_tiny_sam
 
@@ -100,20 +100,18 @@ def test_seeded_refiner_is_reproducible(tiny_backend, image):
     assert torch.equal(a.masks, b.masks) and torch.equal(a.iou_pred, b.iou_pred)
 
 
-def test_build_from_config_and_functional_api(image):
+def test_build_from_config_bgr_image_and_cache(image):
     refiner = MODELS.build(dict(type='SamMaskRefiner',
                                 backend=dict(type='SamModelBackend', sam=build_echo_sam()),
                                 num_points=2, use_box=True, iou_thr=0.5, seed=0,
                                 cache=dict(max_items=4)))
     assert isinstance(refiner, SamMaskRefiner) and isinstance(refiner.cache, EmbeddingCache)
     _, boxes = _teacher()
-    gt = boxes_to_masks(boxes, (300, 500)).numpy()  # bool numpy masks
-    res = refine_instances(refiner, image[..., ::-1], gt, boxes.numpy(), cache_key='img0',
-                           channel_order='bgr')
+    logits = torch.where(boxes_to_masks(boxes, (300, 500)), 1.0, -1.0)  # binary masks
+    res = refiner.refine(image[..., ::-1], logits, boxes, cache_key='img0', channel_order='bgr')
     assert res.masks.shape == (3, 300, 500)
     assert (res.boxes - boxes).abs().max() <= 1.5
-    refine_instances(refiner, image[..., ::-1], gt, boxes.numpy(), cache_key='img0',
-                     channel_order='bgr')
+    refiner.refine(image[..., ::-1], logits, boxes, cache_key='img0', channel_order='bgr')
     assert refiner.cache.stats()['hits'] == 1
 
 

@@ -164,6 +164,7 @@ def test_mmdet_test_py_matches_mmssis_test_py(semi_run, capsys):
         assert [m['counts'] for m in pa['masks']] == [m['counts'] for m in pb['masks']]
 
 
+@pytest.mark.slow
 def test_cli_exports_a_runner_checkpoint_in_a_fresh_process(semi_run, tmp_path):
     """A checkpoint as mmengine's runner writes it (message hub with HistoryBuffer, numpy
     scalars) loads in a fresh process that never called register_all_modules (nothing is

@@ -29,6 +29,7 @@ def test_gpu_step_time_smoke_on_cpu(tmp_path):
     assert '| stage2_sam_cache |' in text and '--tiny' in text
 
 
+@pytest.mark.slow
 def test_without_gpu_the_report_says_so(tmp_path):
     import torch
     if torch.cuda.is_available():

@@ -3,6 +3,7 @@ import json
 import os
 import os.path as osp
 
+import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
@@ -33,6 +34,7 @@ def _logged_iters(work_dir):
     return sorted(iters)
 
 
+@pytest.mark.slow
 def test_resume_continues_at_saved_iteration(tiny_demo, tmp_path):
     work = tmp_path / 'run'
     Runner.from_cfg(_cfg(tiny_demo, work, max_iters=2)).train()

@@ -8,12 +8,14 @@ setting of the model. :class:`CalibrationSliceHook` owns the parts that are the 
 * **When**: after optimizer step ``step = runner.iter + 1`` if ``step >= start_iter`` and
   ``(step - start_iter) % interval == 0``, and in ``before_train`` when ``at_start`` (the
   stage-1 teacher is already meaningful at iteration 0); a teacher that did not change since
-  the last measurement (frozen before burn-in) is not measured again.
+  the last measurement (frozen before burn-in) is not measured again. "Changed" is read from
+  :class:`TeacherScheduleHook`'s ``last_update_iter`` (its state in the message hub, published
+  before this hook runs); without that hook every interval measures.
 * **Where**: up to ``max_images`` images of the slice over all ranks (each rank its sampler
   shard, ``ceil(max_images / world_size)``).
 * **Resume**: the state goes into ``checkpoint['meta'][ckpt_key]`` and is adopted in
-  ``before_train`` only when the run resumes (``runner.iter > 0``), like
-  ``TeacherScheduleHook``: a ``load_from`` starts fresh. A resumed state is applied before
+  ``before_train`` only when the run resumes (``runner.iter > 0``): a ``load_from``
+  starts fresh. A resumed state is applied before
   the first iteration and not re-measured (it was measured with the saved teacher).
 """
 import copy
@@ -21,7 +23,7 @@ import logging
 import math
 import os
 import os.path as osp
-from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Optional, Union
 
 import numpy as np
 import torch
@@ -30,18 +32,14 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
 from mmssis.utils.misc import unwrap_model
+from .teacher_schedule_hook import MESSAGE_HUB_INFO_KEY as TEACHER_SCHEDULE_KEY
 
 
-def teacher_fingerprint(teacher: torch.nn.Module) -> Tuple[float, ...]:
-    """A cheap identity of the teacher's weights and buffers (float64 sums per tensor).
-
-    Equal fingerprints mean (practically) identical teachers, so a measurement would
-    reproduce the last one; used to skip re-measuring a frozen teacher.
-    """
-    with torch.no_grad():
-        return tuple(float(t.detach().double().sum())
-                     for t in list(teacher.parameters()) + list(teacher.buffers())
-                     if t.is_floating_point())
+def teacher_update_iter(runner) -> Optional[int]:
+    """Optimizer step of the teacher's last update (``-1``: never), as
+    :class:`TeacherScheduleHook` publishes it; ``None`` when no schedule hook does."""
+    state = runner.message_hub.get_info(TEACHER_SCHEDULE_KEY)
+    return None if state is None else int(state['last_update_iter'])
 
 
 class CalibrationSliceHook(Hook):
@@ -83,7 +81,7 @@ class CalibrationSliceHook(Hook):
         self.at_start = at_start
         self._loader = None
         self._loaded_state: Optional[Dict] = None
-        self._fingerprint: Optional[Tuple[float, ...]] = None  # teacher at last measurement
+        self._teacher_iter: Optional[int] = None  # teacher_update_iter at last measurement
         self._reset_state()
 
     # ------------------------------------------------------------------ subclass API
@@ -125,7 +123,7 @@ class CalibrationSliceHook(Hook):
         if not isinstance(getattr(model, 'teacher', None), torch.nn.Module):
             raise AttributeError(f'{type(self).__name__} needs model.teacher (nn.Module)')
         self._reset_state()
-        self._fingerprint = None
+        self._teacher_iter = None
         if runner.iter > 0 and self._loaded_state is not None:
             self.load_state_dict(self._loaded_state)
             print_log(f'{type(self).__name__}: restored the state of iter '
@@ -140,8 +138,9 @@ class CalibrationSliceHook(Hook):
                          outputs=None) -> None:
         step = runner.iter + 1
         if step >= self.start_iter and (step - self.start_iter) % self.interval == 0:
-            teacher = unwrap_model(runner.model).teacher
-            if self._measured() and teacher_fingerprint(teacher) == self._fingerprint:
+            teacher_iter = teacher_update_iter(runner)
+            if (self._measured() and teacher_iter is not None
+                    and teacher_iter == self._teacher_iter):
                 print_log(f'{type(self).__name__} @ iter {step}: teacher unchanged since '
                           f'the last measurement, state kept.', logger='current')
                 return
@@ -152,7 +151,7 @@ class CalibrationSliceHook(Hook):
 
     def _measure_and_remember(self, runner, step: int) -> Dict:
         state = self.measure(runner, step)
-        self._fingerprint = teacher_fingerprint(unwrap_model(runner.model).teacher)
+        self._teacher_iter = teacher_update_iter(runner)
         return state
 
     # ------------------------------------------------------------------ the slice

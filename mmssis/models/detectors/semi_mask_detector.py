@@ -27,7 +27,7 @@ teacher only; the student keeps its ImageNet backbone initialisation. A checkpoi
 ``teacher.``/``student.`` keys (resume) loads both as saved.
 """
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 import torch
@@ -332,20 +332,6 @@ class SemiMaskDetector(SemiBaseDetector):
         for key, value in (batch_info or {}).items():
             losses[key] = torch.tensor(float(value), device=batch_inputs.device)
         return losses
-
-    @torch.no_grad()
-    def get_pseudo_instances(self, batch_inputs: Tensor, batch_data_samples: SampleList
-                             ) -> Tuple[SampleList, dict]:
-        """``SemiBaseDetector``'s hook: the teacher-view stages of :meth:`pseudo_label`.
-
-        Returns:
-            The teacher samples with ``gt_instances`` (bboxes, labels, scores, bool
-            ``masks`` (N, H_t, W_t) at the teacher ``img_shape``, mask_logits) and the
-            statistics.
-        """
-        record = self.pseudo_label(batch_inputs, batch_data_samples)
-        self._attach(record)
-        return record.teacher_samples, record.stats
 
     @staticmethod
     def _attach(record: PseudoLabelRecord) -> None:

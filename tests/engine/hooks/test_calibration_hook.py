@@ -1,5 +1,4 @@
 """ConfidenceCalibrationHook on a tiny real setup: demo images, test pipeline, Mask R-CNN."""
-import contextlib
 import json
 import os.path as osp
 
@@ -16,6 +15,7 @@ import mmssis.engine.hooks.calibration_slice as slice_mod
 import mmssis.models.detectors.semi_mask_detector as semi_mod
 from mmssis.apis import evaluate_pseudo_labels
 from mmssis.engine.hooks import ConfidenceCalibrationHook
+from mmssis.engine.hooks.teacher_schedule_hook import MESSAGE_HUB_INFO_KEY as SCHEDULE_KEY
 from mmssis.registry import HOOKS, MODELS
 from mmssis.testing import tiny_mask_rcnn_cfg
 from mmssis.testing.tiny_run import hook_runner, shrink_for_test
@@ -143,6 +143,7 @@ def test_oracle_calibration_sets_thresholds(tiny_demo, model, monkeypatch, tmp_p
     monkeypatch.setattr(semi_mod, 'teacher_pseudo_instances', _oracle())
     model.class_score_thr = None
     runner = _runner(model, tmp_path)
+    _teacher_updated(runner, -1)  # TeacherScheduleHook: frozen stage-1 teacher
     hook = ConfidenceCalibrationHook(dataloader=_loader_cfg(tiny_demo), max_images=4,
                                      target_precision=0.8, min_support=1, default_thr=0.77,
                                      calibrate_at_start=True, interval=5)
@@ -171,23 +172,20 @@ def test_oracle_calibration_sets_thresholds(tiny_demo, model, monkeypatch, tmp_p
     runner.iter = 4
     hook.after_train_iter(runner, 0)
     assert hook.last_iter == 0  # same teacher: thresholds kept
-    with _teacher_changed(model):
-        runner.iter = 9
-        hook.after_train_iter(runner, 0)
+    _teacher_updated(runner, 8)  # burn-in copy / EMA update after step 8
+    runner.iter = 9
+    hook.after_train_iter(runner, 0)
     assert hook.last_iter == 10
+    runner.iter = 14
+    hook.after_train_iter(runner, 0)
+    assert hook.last_iter == 10  # no update since step 8: thresholds kept
 
 
-@contextlib.contextmanager
-def _teacher_changed(model):
-    """Perturb one teacher weight (an EMA update would), restore it afterwards."""
-    param = next(model.teacher.parameters())
-    with torch.no_grad():
-        param.add_(1e-3)
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            param.sub_(1e-3)
+def _teacher_updated(runner, step: int) -> None:
+    """Publish what ``TeacherScheduleHook`` publishes: the teacher last changed at ``step``
+    (``-1``: never)."""
+    runner.message_hub.update_info(SCHEDULE_KEY, dict(
+        burned_in=step >= 0, last_update_iter=step, num_ema_updates=0, burn_in_iters=0))
 
 
 def _labels_in_val(demo) -> np.ndarray:
@@ -234,9 +232,8 @@ def test_real_teacher_run_writes_plot_and_logs(tiny_demo, model, tmp_path):
     hub = runner.message_hub
     assert hub.get_scalar('calibration/thr_square').current() == pytest.approx(thr[1].item())
     assert hub.get_scalar('calibration/num_detections').current() > 0
-    runner.iter = 2  # step 3 == interval
-    with _teacher_changed(model):
-        hook.after_train_iter(runner, 0)
+    runner.iter = 2  # step 3 == interval; no TeacherScheduleHook: every interval measures
+    hook.after_train_iter(runner, 0)
     assert osp.isfile(osp.join(runner.work_dir, 'calibration', 'reliability_iter_3.png'))
 
 

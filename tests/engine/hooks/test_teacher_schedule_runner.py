@@ -85,6 +85,7 @@ def _assert_models_equal(runner: Runner, expected: dict) -> None:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 def test_runner_checkpoint_and_resume_match_uninterrupted_run(tmp_path):
     # Reference: uninterrupted 5 iterations.
     ref = _runner(str(tmp_path / 'ref'), MAX_ITERS)
@@ -95,9 +96,12 @@ def test_runner_checkpoint_and_resume_match_uninterrupted_run(tmp_path):
     assert not torch.equal(ref_state['teacher.0.weight'], init_teacher['0.weight'])
     assert not torch.equal(ref_state['teacher.0.weight'], ref_state['student.0.weight'])
 
-    # Checkpoint written right after the hard-copy step: teacher == student there.
+    # Checkpoint written right after the hard-copy step: teacher == student there. The
+    # schedule is a function of the iteration: nothing of it is saved (the message hub only
+    # mirrors it).
     ckpt = _load_ckpt(osp.join(str(tmp_path / 'ref'), f'iter_{BURN_IN}.pth'))
-    assert ckpt['meta']['teacher_schedule'] == dict(
+    assert 'teacher_schedule' not in ckpt['meta']
+    assert ckpt['message_hub']['runtime_info']['teacher_schedule'] == dict(
         burned_in=True, last_update_iter=BURN_IN, num_ema_updates=0, burn_in_iters=BURN_IN)
     for k, v in ckpt['state_dict'].items():
         if k.startswith('teacher.'):
@@ -115,7 +119,26 @@ def test_runner_checkpoint_and_resume_match_uninterrupted_run(tmp_path):
 
     # Resumed after EMA steps (iter 4): any re-copy would make teacher == student.
     late_ckpt = osp.join(str(tmp_path / 'ref'), f'iter_{2 * BURN_IN}.pth')
-    assert _load_ckpt(late_ckpt)['meta']['teacher_schedule']['num_ema_updates'] == BURN_IN
     late = _runner(str(tmp_path / 'late'), MAX_ITERS, resume_from=late_ckpt)
     late.train()
     _assert_models_equal(late, ref_state)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.slow
+def test_resume_from_checkpoint_of_the_old_stateful_hook(tmp_path):
+    """Checkpoints of the former TeacherScheduleHook carry its state in
+    ``meta['teacher_schedule']``; resuming one works and gives the uninterrupted run."""
+    ref = _runner(str(tmp_path / 'ref'), MAX_ITERS)
+    ref.train()
+    ref_state = {k: v.clone() for k, v in ref.model.state_dict().items()}
+    ckpt = _load_ckpt(osp.join(str(tmp_path / 'ref'), f'iter_{2 * BURN_IN}.pth'))
+    ckpt['meta']['teacher_schedule'] = dict(
+        burned_in=True, last_update_iter=2 * BURN_IN, num_ema_updates=BURN_IN,
+        burn_in_iters=BURN_IN)
+    legacy = str(tmp_path / 'legacy.pth')
+    torch.save(ckpt, legacy)
+    resumed = _runner(str(tmp_path / 'resumed'), MAX_ITERS, resume_from=legacy)
+    resumed.train()
+    assert resumed.iter == MAX_ITERS
+    _assert_models_equal(resumed, ref_state)

@@ -1,3 +1,0 @@
-from .sam_refine import SamRefineInstances
-
-__all__ = ['SamRefineInstances']
