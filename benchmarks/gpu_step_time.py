@@ -125,6 +125,23 @@ def build_cfg(variant: str, data_root: str, sam_backend: dict, args):
     return cfg
 
 
+def benchmark_sam(tmp: str, tiny: bool) -> dict:
+    """Backend config of the benchmark's SAM, saved under ``tmp``: a random SAM 2 Hiera-L
+    (paper size), or with ``tiny`` a random SAM 2.1 Hiera-T at 128 px."""
+    import torch
+
+    from mmssis.testing.paper_run import save_tiny_sam2
+    if tiny:
+        return save_tiny_sam2(osp.join(tmp, 'sam2_tiny.pt'), 128)
+    from mmssis.sam.sam2_backend import build_sam2_network
+    torch.manual_seed(0)
+    net = build_sam2_network('configs/sam2/sam2_hiera_l.yaml')
+    path = osp.join(tmp, 'sam2_hiera_large_random.pt')
+    torch.save({'model': net.state_dict()}, path)
+    return dict(type='mmssis.Sam2Backend', config='configs/sam2/sam2_hiera_l.yaml',
+                checkpoint=path)
+
+
 def run_variant(variant: str, data_root: str, sam_backend: dict, args) -> dict:
     import torch
     from mmengine.optim import build_optim_wrapper
@@ -244,7 +261,6 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from mmssis.testing.paper_run import save_tiny_sam2
     from mmssis.utils import register_all_modules
     register_all_modules(init_default_scope=False)
     args.torch_version = torch.__version__
@@ -256,17 +272,7 @@ def main() -> None:
     args.deform_attn = deform_attn_kernel(args.device)
     tmp = tempfile.mkdtemp(prefix='gpu_step_time_')
     write_data(osp.join(tmp, 'data'), 8, 256 if args.tiny else 1024)
-    if args.tiny:
-        sam = save_tiny_sam2(osp.join(tmp, 'sam2_tiny.pt'), 128)
-    else:
-        from mmssis.sam.sam2_backend import build_sam2_network
-        torch.manual_seed(0)
-        net = build_sam2_network('configs/sam2/sam2_hiera_l.yaml')
-        path = osp.join(tmp, 'sam2_hiera_large_random.pt')
-        torch.save({'model': net.state_dict()}, path)
-        del net
-        sam = dict(type='mmssis.Sam2Backend', config='configs/sam2/sam2_hiera_l.yaml',
-                   checkpoint=path)
+    sam = benchmark_sam(tmp, args.tiny)
     rows = []
     for variant in args.variants:
         t = time.time()

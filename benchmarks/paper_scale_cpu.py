@@ -276,24 +276,13 @@ def main() -> None:
     args = parser.parse_args()
     import torch
     torch.set_num_threads(args.threads)
-    from gpu_step_time import write_data
+    from gpu_step_time import benchmark_sam, write_data
 
-    from mmssis.testing.paper_run import save_tiny_sam2
     from mmssis.utils import register_all_modules
     register_all_modules(init_default_scope=False)
     tmp = tempfile.mkdtemp(prefix='paper_scale_cpu_')
     write_data(osp.join(tmp, 'data'), 4, 256 if args.tiny else 1024)
-    if args.tiny:
-        sam = save_tiny_sam2(osp.join(tmp, 'sam2_tiny.pt'), 128)
-    else:
-        from mmssis.sam.sam2_backend import build_sam2_network
-        torch.manual_seed(0)
-        net = build_sam2_network('configs/sam2/sam2_hiera_l.yaml')
-        path = osp.join(tmp, 'sam2_hiera_large_random.pt')
-        torch.save({'model': net.state_dict()}, path)
-        del net
-        sam = dict(type='mmssis.Sam2Backend', config='configs/sam2/sam2_hiera_l.yaml',
-                   checkpoint=path)
+    sam = benchmark_sam(tmp, args.tiny)
     rows = []
     for variant in args.variants:
         t = time.time()
