@@ -197,15 +197,8 @@ def evaluate_sam_benefit(model, dataloader: Iterable, refiner=_MODEL,
     if refiner is None:
         raise ValueError('evaluate_sam_benefit needs a SAM refiner (the model has none)')
     acc = SamBenefit(model.num_classes, iou_thr)
-    # A measurement during training must not move the point sampling of the training
-    # refiner (the ungated copy shares its generator).
-    generator = getattr(refiner.refiner, 'generator', None)
-    rng_state = generator.get_state() if generator is not None else None
-    try:
-        # the pairs of the quality evaluation's own pass (one loop over the data)
-        evaluate_pseudo_labels(model, dataloader, max_images=max_images,
-                               refiner=refiner.ungated(), iou_thr=iou_thr, sam_benefit=acc)
-    finally:
-        if rng_state is not None:
-            generator.set_state(rng_state)
+    # The pairs of the quality evaluation's own pass (one loop over the data). Its point
+    # draws are derived per step and image, so they cannot shift the training draws.
+    evaluate_pseudo_labels(model, dataloader, max_images=max_images,
+                           refiner=refiner.ungated(), iou_thr=iou_thr, sam_benefit=acc)
     return acc.compute()

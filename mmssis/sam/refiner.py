@@ -20,7 +20,7 @@ from mmssis.structures import masks_to_boxes, paired_mask_iou
 from .base import ImageEmbedding, ImageLike, SamBackend
 from .cache import build_embedding_cache
 from .prompts import sample_points_from_logits
-from mmssis.utils.rank_seed import rank_seed
+from mmssis.utils.rank_seed import run_seed, torch_generator
 
 __all__ = ['SamMaskRefiner', 'RefinedInstances']
 
@@ -68,8 +68,10 @@ class SamMaskRefiner:
             the logits restricted to the teacher's binarised mask. ``'all'`` (official
             S4M): the softmax over all pixels of the instance's mask-logit map (points may
             then fall outside the teacher mask where its logits are close to 0).
-        seed: Seed of the refiner's own ``torch.Generator`` (``None``: unseeded); each
-            rank draws its own stream (:func:`~mmssis.utils.rank_seed.rank_seed`).
+        seed: Seed of point sampling (``None``: the run's seed). Each call draws from a
+            generator derived from ``(seed, step, rank, key)``
+            (:func:`~mmssis.utils.rank_seed.torch_generator`): nothing carries over from one
+            step to the next, so a resumed run draws what the uninterrupted one drew.
         cache: Optional embedding cache (an ``EmbeddingCache`` or its kwargs);
             installed on the backend, so ``encode`` goes through it.
         fusion: How SAM's mask replaces the teacher's. ``'replace'`` (S4M): SAM's binary
@@ -110,16 +112,16 @@ class SamMaskRefiner:
         self.min_teacher_iou = min_teacher_iou
         self.temperature = float(temperature)
         self.empty_fallback = bool(empty_fallback)
-        self.generator = torch.Generator()
-        if seed is not None:
-            self.generator.manual_seed(rank_seed(seed))
-        else:
-            self.generator.seed()
+        self.seed = run_seed() if seed is None else int(seed)
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(backend={self.backend!r}, num_points={self.num_points}, '
                 f'use_box={self.use_box}, multimask={self.multimask}, iou_thr={self.iou_thr}, '
                 f'fusion={self.fusion!r}, point_region={self.point_region!r})')
+
+    def point_generator(self, *keys: Hashable) -> torch.Generator:
+        """The point-sampling generator of this training step for ``keys`` (e.g. the image)."""
+        return torch_generator(self.seed, 'sam_points', *keys)
 
     @property
     def cache(self):
@@ -131,8 +133,8 @@ class SamMaskRefiner:
         return self.backend.encode(image, cache_key=cache_key, channel_order=channel_order)
 
     def refine(self, image: ImageLike, mask_logits: Tensor, boxes: Optional[Tensor] = None,
-               cache_key: Optional[Hashable] = None,
-               channel_order: str = 'rgb') -> RefinedInstances:
+               cache_key: Optional[Hashable] = None, channel_order: str = 'rgb',
+               generator: Optional[torch.Generator] = None) -> RefinedInstances:
         """Encodes ``image`` (once) and refines its instances.
 
         Args:
@@ -141,6 +143,7 @@ class SamMaskRefiner:
             boxes: ``(N, 4)`` teacher boxes, xyxy pixels in the image frame.
             cache_key: Embedding cache key of this view (see ``make_cache_key``).
             channel_order: ``'rgb'`` or ``'bgr'``.
+            generator: Point-sampling generator (see :meth:`refine_embedding`).
 
         Returns:
             :class:`RefinedInstances` on ``mask_logits``' device.
@@ -149,13 +152,14 @@ class SamMaskRefiner:
         if n == 0:  # nothing to refine: skip the encoder as well
             return self._empty(mask_logits, boxes)
         emb = self.encode(image, cache_key=cache_key, channel_order=channel_order)
-        return self.refine_embedding(emb, mask_logits, boxes)
+        return self.refine_embedding(emb, mask_logits, boxes, generator=generator)
 
     __call__ = refine
 
     @torch.no_grad()
     def refine_embedding(self, emb: ImageEmbedding, mask_logits: Tensor,
-                         boxes: Optional[Tensor] = None) -> RefinedInstances:
+                         boxes: Optional[Tensor] = None,
+                         generator: Optional[torch.Generator] = None) -> RefinedInstances:
         """Refines instances of an image whose embedding is already computed.
 
         Args:
@@ -163,6 +167,8 @@ class SamMaskRefiner:
             mask_logits: ``(N, H, W)`` teacher mask logits (foreground: > 0).
             boxes: Optional ``(N, 4)`` xyxy teacher boxes; derived from the
                 binarised teacher masks when needed and not given.
+            generator: Point-sampling generator; ``None``: :meth:`point_generator` of the
+                step with no key.
 
         Returns:
             :class:`RefinedInstances` on ``mask_logits``' device.
@@ -182,7 +188,8 @@ class SamMaskRefiner:
                 raise ValueError(f'boxes must be ({n}, 4), got {tuple(boxes.shape)}')
         teacher = mask_logits > 0
         points, labels = sample_points_from_logits(
-            mask_logits, self.num_points, generator=self.generator,
+            mask_logits, self.num_points,
+            generator=generator if generator is not None else self.point_generator(),
             temperature=self.temperature, fallback_boxes=boxes,
             logit_thr=0.0 if self.point_region == 'mask' else None)
         prompt_boxes = None

@@ -78,7 +78,7 @@ def resume_test_cfg(data_root: str, work_dir: str, max_iters: int = 4) -> Config
     semi.mask_thr = 0.05
     semi.sam_refiner = tiny_sam_refiner()
     semi.sam_refiner.policy = 'measured'
-    semi.instance_mixer = dict(type='ARPInstanceMixer', min_area=50,  # lazily seeded
+    semi.instance_mixer = dict(type='ARPInstanceMixer', min_area=50,  # seed None: the run's seed
                                 num_pairs=1)  # 2 unlabelled per process: mix both
     cfg.custom_hooks = [
         dict(type='TeacherScheduleHook', burn_in_iters=1, momentum=0.9),
@@ -87,12 +87,43 @@ def resume_test_cfg(data_root: str, work_dir: str, max_iters: int = 4) -> Config
         # the untrained teacher's masks rarely match GT: undecided classes are refined
         dict(type='SamBenefitHook', interval=2, max_images=2, min_support=1,
              refine_undecided=True),
-        dict(type='RngStateHook'),
     ]
     cfg.train_cfg.val_begin = 10**9  # no validation at the last iteration either
     cfg.randomness = dict(seed=0, deterministic=True)
     cfg.log_processor.window_size = 1
     cfg.custom_imports = dict(imports=['rel_plugins'], allow_failed_imports=False)
+    return cfg
+
+
+#: Paper configs of the exact-resume test: stage 2 (refinement, ARP, student augmentation)
+#: and stage 1 (structural distillation), with their per-iteration batch.
+PAPER_RESUME = {
+    'paper-s4m': ('configs/s4m/s4m_mask2former_r50_368k_semi-0.01-coco.py', 6),
+    'paper-s4m-distill': ('configs/s4m/s4m-distill_mask2former_r50_368k_sup-0.01-coco.py', 2),
+}
+
+
+def paper_resume_cfg(name: str, data_root: str, work_dir: str, sam_backend: dict,
+                     max_iters: int = 4) -> Config:
+    """A tiny paper config (``PAPER_RESUME``) for the exact-resume test: every S4M part at
+    its paper setting, a random teacher whose candidates all pass (score 0), the teacher
+    schedule burnt in after iteration 1 (EMA after), checkpoints every 2 iterations,
+    deterministic kernels, raw per-iteration losses."""
+    from mmssis.demo import DEMO_CLASSES
+    from mmssis.testing.paper_run import shrink_paper_config
+    path, batch_size = PAPER_RESUME[name]
+    stage2 = 'semi' in osp.basename(path)
+    cfg = shrink_paper_config(Config.fromfile(osp.join(REPO, path)), data_root, work_dir,
+                              sam_backend, DEMO_CLASSES, max_iters=max_iters,
+                              batch_size=batch_size,
+                              semi_overrides=dict(score_thr=0.0) if stage2 else None)
+    cfg.default_hooks.checkpoint.interval = 2
+    for hook in cfg.get('custom_hooks') or []:
+        if hook.get('type', '').endswith('TeacherScheduleHook'):
+            hook['burn_in_iters'] = 1
+    if stage2:
+        cfg.allow_untrained_teacher = True  # a random teacher on purpose (R18)
+    cfg.randomness = dict(seed=0, deterministic=True)
     return cfg
 
 

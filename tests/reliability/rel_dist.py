@@ -11,7 +11,6 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 import torch.distributed as dist
-from mmengine.hooks import CheckpointHook
 from mmengine.logging import MessageHub, MMLogger
 from torch import nn
 
@@ -90,40 +89,23 @@ def check_calibration_thresholds_agree(rank: int, out_dir: str) -> None:
           dict(thresholds=state['thresholds'], class_score_thr=model.class_score_thr))
 
 
-def check_rng_states_gathered_per_rank(rank: int, out_dir: str) -> None:
-    """Rank 0's checkpoint gets both ranks' states; each rank restores its own."""
-    from mmssis.engine.hooks.rng_state_hook import CKPT_META_KEY, RngStateHook
-    torch.manual_seed(rank)
-    np.random.seed(rank)
-    model = SimpleNamespace()
-    loop = SimpleNamespace(dataloader_iterator=iter(range(100)))
-    runner = SimpleNamespace(model=model, train_loop=loop, iter=3, epoch=0,
-                             hooks=[CheckpointHook(interval=4, by_epoch=False)],
-                             train_dataloader=SimpleNamespace(num_workers=0))
-    hook = RngStateHook()
-    hook.after_train_iter(runner, 3)  # step 4 is a checkpoint step: collective gather
-    ckpt = {}
-    if rank == 0:  # Runner.save_checkpoint is master-only
-        hook.before_save_checkpoint(runner, ckpt)
-    expected = (float(torch.rand(())), float(np.random.rand()))
-    obj = [ckpt]
-    dist.broadcast_object_list(obj, src=0)  # what every rank loads on resume
-    torch.manual_seed(1000)
-    np.random.seed(1000)
-    fresh = RngStateHook()
-    runner.iter = 4
-    fresh.after_load_checkpoint(runner, obj[0])
-    fresh.before_train(runner)
-    for _ in range(5):
-        next(runner.train_loop.dataloader_iterator)  # skip 4, restore before the 5th
-    got = (float(torch.rand(())), float(np.random.rand()))
-    meta = obj[0]['meta'][CKPT_META_KEY]
-    _save(out_dir, 'rng', rank, dict(expected=expected, got=got,
-                                     saved_ranks=len(meta['ranks'])))
+def check_derived_streams_per_rank(rank: int, out_dir: str) -> None:
+    """Under a real process group each rank derives its own ARP / SAM-point streams for a
+    step; the same rank and step derive the same stream again (nothing is stored)."""
+    from mmengine.logging import MessageHub
+
+    from mmssis.models.augments import ARPInstanceMixer
+    from mmssis.utils.rank_seed import torch_generator
+    MessageHub.get_current_instance().update_info('iter', 3)
+    mixer = ARPInstanceMixer(seed=0)
+    draws = [mixer.rng.random(4).tolist() for _ in range(2)]
+    points = [torch.rand(4, generator=torch_generator(0, 'sam_points', 'a.jpg')).tolist()
+              for _ in range(2)]
+    _save(out_dir, 'rng', rank, dict(arp=draws, points=points))
 
 
 CHECKS = (check_nonfinite_skip_agrees, check_calibration_thresholds_agree,
-          check_rng_states_gathered_per_rank)
+          check_derived_streams_per_rank)
 
 
 def worker(rank: int, port: int, out_dir: str) -> None:

@@ -1,8 +1,12 @@
 """R9: ``kill -9`` in the middle of a run, then ``--resume``, equals the uninterrupted run.
 
-Three ``tools/train.py`` subprocesses on the same config (semi demo, shrunk; SAM
-refinement with point sampling, ARP, confidence calibration, EMA teacher,
-``RngStateHook``; ``randomness=dict(seed=0, deterministic=True)``, ``num_workers=0``):
+No RNG hook and no generator state in the checkpoint: every stochastic part derives its
+draws from the step (``mmssis/utils/rank_seed.py``). Three ``tools/train.py`` subprocesses
+on the same config (``randomness=dict(seed=0, deterministic=True)``, ``num_workers=0``),
+for each of: the semi demo config shrunk (SAM refinement with point sampling, ARP,
+confidence calibration, SAM benefit, EMA teacher), the tiny paper S4M stage-2 config
+(SAM 2 refinement, ARP, student augmentation, EMA teacher) and the tiny paper stage-1
+config (structural distillation, points drawn anew every step):
 
 A. 4 iterations uninterrupted;
 B. the same, killed with SIGKILL as soon as ``iter_2.pth`` is complete;
@@ -24,7 +28,8 @@ import time
 import pytest
 import torch
 
-from rel_configs import PYTHON, REPO, resume_test_cfg, subprocess_env
+from rel_configs import (PAPER_RESUME, PYTHON, REPO, paper_resume_cfg, resume_test_cfg,
+                         subprocess_env)
 
 TRAIN = osp.join(REPO, 'tools', 'train.py')
 #: Logged values that are timings or otherwise not part of the training state.
@@ -98,11 +103,22 @@ def _kill_after_checkpoint(proc, work_dir, name, timeout=240):
     pytest.fail(f'{name} not saved within {timeout} s')
 
 
+@pytest.fixture(scope='module')
+def tiny_sam2(tmp_path_factory):
+    from mmssis.testing.paper_run import save_tiny_sam2
+    return save_tiny_sam2(str(tmp_path_factory.mktemp('sam2') / 'tiny_sam2.pt'), 128)
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(600)
-def test_kill9_then_resume_matches_uninterrupted_run(tiny_demo, tmp_path):
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize('name', ['demo-s4m', *sorted(PAPER_RESUME)])
+def test_kill9_then_resume_matches_uninterrupted_run(name, tiny_demo, tiny_sam2, tmp_path):
     cfg_path = str(tmp_path / 'resume_cfg.py')
-    resume_test_cfg(tiny_demo.root, str(tmp_path / 'unused')).dump(cfg_path)
+    if name == 'demo-s4m':
+        cfg = resume_test_cfg(tiny_demo.root, str(tmp_path / 'unused'))
+    else:
+        cfg = paper_resume_cfg(name, tiny_demo.root, str(tmp_path / 'unused'), tiny_sam2)
+    cfg.dump(cfg_path)
     work_a, work_b = str(tmp_path / 'a'), str(tmp_path / 'b')
 
     _finish(_train(cfg_path, work_a))
@@ -112,7 +128,7 @@ def test_kill9_then_resume_matches_uninterrupted_run(tiny_demo, tmp_path):
     assert not osp.exists(osp.join(work_b, 'iter_4.pth'))
     before = _run_dirs(work_b)
     resumed_log = _finish(_train(cfg_path, work_b, '--resume'))
-    assert 'RngStateHook: restored the RNG states' in resumed_log
+    assert 'Advance dataloader 2 steps' in resumed_log
 
     logs_a = _iter_logs(work_a)
     logs_c = _iter_logs(work_b, skip_dirs=before)
@@ -124,18 +140,26 @@ def test_kill9_then_resume_matches_uninterrupted_run(tiny_demo, tmp_path):
                 if logs_a[it][k] != logs_c[it][k]}
         assert not diff, f'iteration {it} differs: {diff}'
     # The run exercised the randomised parts after the resume point.
-    assert logs_c[3]['unsup_pseudo_num'] > 0 or logs_c[4]['unsup_pseudo_num'] > 0
+    if name == 'paper-s4m-distill':
+        assert logs_c[3]['loss_sam_distill'] > 0
+    else:
+        assert logs_c[3]['unsup_pseudo_num'] > 0 or logs_c[4]['unsup_pseudo_num'] > 0
+    if name == 'paper-s4m':
+        assert logs_c[3]['unsup_sam_used'] > 0 and logs_c[3]['arp_pairs'] > 0
 
     ckpt_a = torch.load(osp.join(work_a, 'iter_4.pth'), weights_only=True)
     ckpt_c = torch.load(osp.join(work_b, 'iter_4.pth'), weights_only=True)
     sd_a, sd_c = ckpt_a['state_dict'], ckpt_c['state_dict']
     assert sd_a.keys() == sd_c.keys()
-    assert any(k.startswith('teacher.') for k in sd_a)
-    assert any(k.startswith('student.') for k in sd_a)
+    if name != 'paper-s4m-distill':
+        assert any(k.startswith('teacher.') for k in sd_a)
+        assert any(k.startswith('student.') for k in sd_a)
     assert all(torch.equal(sd_a[k], sd_c[k]) for k in sd_a), \
         [k for k in sd_a if not torch.equal(sd_a[k], sd_c[k])][:10]
     for key in ('calibration', 'sam_benefit'):
-        assert _same(ckpt_a['meta'][key], ckpt_c['meta'][key]), key
+        if key in ckpt_a['meta'] or key in ckpt_c['meta']:
+            assert _same(ckpt_a['meta'][key], ckpt_c['meta'][key]), key
+    assert 'rng_state' not in ckpt_c['meta']  # nothing of the generators is saved
     # the teacher schedule follows from the iteration: nothing of it in the checkpoint
     assert 'teacher_schedule' not in ckpt_c['meta']
     assert ckpt_c['meta']['sam_benefit']['iter'] == 4

@@ -118,9 +118,10 @@ def test_build_from_config_bgr_image_and_cache(image):
 def test_refiner_selects_highest_iou_mask_real_tiny_sam(image):
     backend = SamModelBackend(build_tiny_sam(seed=1))
     logits, boxes = _teacher()
-    res = SamMaskRefiner(backend, use_box=True, seed=0).refine(image, logits, boxes)
-    # replay the refiner's draw (same seed) and decode directly
-    pts, labels = sample_points_from_logits(logits, 3, generator=torch.Generator().manual_seed(0),
+    refiner = SamMaskRefiner(backend, use_box=True, seed=0)
+    res = refiner.refine(image, logits, boxes)
+    # replay the refiner's draw (the step's derived generator) and decode directly
+    pts, labels = sample_points_from_logits(logits, 3, generator=refiner.point_generator(),
                                             fallback_boxes=boxes)
     masks, iou = backend.decode(backend.encode(image), boxes=boxes, points=pts,
                                 point_labels=labels, multimask=True)

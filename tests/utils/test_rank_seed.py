@@ -1,9 +1,11 @@
-"""Per-rank random streams of the stage-2 S4M parts built from configs/_base_/s4m_parts.py."""
+"""Derived random streams of the S4M parts built from configs/_base_/s4m_parts.py: a function
+of (seed, part, step, rank, image), with no state carried from one draw to the next."""
 import copy
 
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.logging import MessageHub
 from mmengine.registry import DefaultScope
 
 import mmssis.utils.rank_seed as rank_seed_module
@@ -11,7 +13,7 @@ from mmssis.registry import MODELS
 from mmssis.sam import SamModelBackend
 from mmssis.sam.prompts import sample_points_from_logits
 from mmssis.testing import build_tiny_sam
-from mmssis.utils.rank_seed import rank_seed
+from mmssis.utils.rank_seed import derived_seed, reseed_global_torch, train_step
 
 
 @pytest.fixture(scope='module')
@@ -19,8 +21,18 @@ def parts_cfg():
     return Config.fromfile('configs/_base_/s4m_parts.py')
 
 
-def _draws(cfg, rank, monkeypatch):
-    """Photometric draws, ARP pairings and SAM point draws of parts built on ``rank``."""
+@pytest.fixture
+def at_step():
+    hub = MessageHub.get_current_instance()
+    saved = hub.get_info('iter')
+
+    def set_step(step):
+        hub.update_info('iter', step)
+    yield set_step
+    hub.update_info('iter', saved if saved is not None else 0)
+
+
+def _parts(cfg, rank, monkeypatch):
     monkeypatch.setattr(rank_seed_module, 'get_dist_info', lambda: (rank, 4))
     with DefaultScope.overwrite_default_scope('mmssis'):
         aug = MODELS.build(copy.deepcopy(cfg.s4m_student_augment))
@@ -28,37 +40,85 @@ def _draws(cfg, rank, monkeypatch):
         # The paper's refiner settings (seed included) around a tiny random SAM.
         refiner = MODELS.build(dict(copy.deepcopy(cfg.s4m_refiner.refiner),
                                     backend=SamModelBackend(build_tiny_sam(img_size=64))))
+    return aug, mixer, refiner
+
+
+def _draws(parts, steps, at_step):
+    """Photometric draws, ARP pairings and SAM point draws at each of ``steps``."""
+    aug, mixer, refiner = parts
     image = torch.full((3, 16, 16), 0.5)
-    photometric = [aug.augment_image(image) for _ in range(20)]
-    pairings = [mixer.rng.permutation(8)[:4].tolist() for _ in range(20)]
-    logits = torch.zeros(20, 16, 16)
-    points, _ = sample_points_from_logits(logits, 3, generator=refiner.generator,
-                                          logit_thr=None)
+    photometric, pairings, points = [], [], []
+    for step in steps:
+        at_step(step)
+        photometric.append(aug.augment_image(image))
+        pairings.append(mixer.rng.permutation(8)[:4].tolist())
+        pts, _ = sample_points_from_logits(torch.zeros(4, 16, 16), 3, logit_thr=None,
+                                           generator=refiner.point_generator('a.jpg', 0))
+        points.append(pts)
     return photometric, pairings, points
 
 
-def test_each_rank_draws_its_own_stream(parts_cfg, monkeypatch):
-    p0, a0, s0 = _draws(parts_cfg, 0, monkeypatch)
-    p1, a1, s1 = _draws(parts_cfg, 1, monkeypatch)
-    p0b, a0b, s0b = _draws(parts_cfg, 0, monkeypatch)
-    # Same rank and seed: the same draws.
-    assert all(torch.equal(x, y) for x, y in zip(p0, p0b))
-    assert a0 == a0b and torch.equal(s0, s0b)
-    # Another rank: different photometric draws, pairings and refinement points.
-    assert sum(not torch.equal(x, y) for x, y in zip(p0, p1)) >= 15
-    assert sum(x != y for x, y in zip(a0, a1)) >= 15
-    assert not torch.equal(s0, s1)
+def _same(x, y):
+    return all(torch.equal(a, b) if torch.is_tensor(a) else a == b for a, b in zip(x, y))
 
 
-def test_rank_zero_keeps_the_config_seed():
-    assert rank_seed(7, rank=0) == 7
-    seeds = {rank_seed(7, rank=r) for r in range(8)}
-    assert len(seeds) == 8 and rank_seed(7, rank=3) == rank_seed(7, rank=3)
-    assert rank_seed(7, rank=3) != rank_seed(8, rank=3)
+def test_each_rank_draws_its_own_stream(parts_cfg, monkeypatch, at_step):
+    steps = list(range(20))
+    d0 = _draws(_parts(parts_cfg, 0, monkeypatch), steps, at_step)
+    d1 = _draws(_parts(parts_cfg, 1, monkeypatch), steps, at_step)
+    d0b = _draws(_parts(parts_cfg, 0, monkeypatch), steps, at_step)
+    assert all(_same(x, y) for x, y in zip(d0, d0b))  # same rank and seed: same draws
+    for x, y in zip(d0, d1):  # another rank: other photometric draws, pairings, points
+        assert sum(not _same([a], [b]) for a, b in zip(x, y)) >= 15
 
 
-def test_distillation_points_differ_between_ranks(monkeypatch):
+def test_a_step_draws_the_same_whatever_came_before(parts_cfg, monkeypatch, at_step):
+    """What --resume needs: step 7's draws do not depend on steps 0-6 having run, nor on
+    extra draws (a measurement) in between."""
+    parts = _parts(parts_cfg, 0, monkeypatch)
+    full = _draws(parts, range(10), at_step)
+    resumed = _draws(_parts(parts_cfg, 0, monkeypatch), range(7, 10), at_step)
+    for x, y in zip(full, resumed):
+        assert _same(x[7:], y)
+    at_step(7)
+    for _ in range(5):  # extra draws at step 7 (e.g. a calibration measurement)
+        parts[1].rng.random(3)
+    again = _draws(parts, [7], at_step)
+    assert all(_same(x[7:8], y) for x, y in zip(full, again))
+    # different steps draw differently
+    assert sum(not _same([a], [b]) for a, b in zip(full[1][:-1], full[1][1:])) >= 7
+
+
+def test_derived_seed_keys():
+    base = derived_seed(7, 'arp', step=3, rank=0)
+    assert base == derived_seed(7, 'arp', step=3, rank=0)
+    others = {derived_seed(7, 'arp', step=3, rank=1), derived_seed(7, 'arp', step=4, rank=0),
+              derived_seed(8, 'arp', step=3, rank=0), derived_seed(7, 'sam', step=3, rank=0),
+              derived_seed(7, 'arp', 'img.png', step=3, rank=0)}
+    assert base not in others and len(others) == 5
+    assert 0 <= base < 2**63
+
+
+def test_train_step_reads_the_runtime_info(at_step):
+    at_step(42)
+    assert train_step() == 42
+
+
+def test_global_torch_reseeded_from_the_step(at_step):
+    at_step(5)
+    reseed_global_torch(0)
+    a = torch.rand(3)
+    torch.rand(100)
+    reseed_global_torch(0)
+    assert torch.equal(a, torch.rand(3))
+    at_step(6)
+    reseed_global_torch(0)
+    assert not torch.equal(a, torch.rand(3))
+
+
+def test_distillation_points_differ_between_ranks(monkeypatch, at_step):
     from mmssis.models.losses.structural_distill import SamStructuralDistiller
+    at_step(3)
     gens = []
     for rank in (0, 1, 0):
         monkeypatch.setattr(rank_seed_module, 'get_dist_info', lambda r=rank: (r, 2))

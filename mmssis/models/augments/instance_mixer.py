@@ -32,7 +32,7 @@ from torch import Tensor
 
 from mmssis.structures import masks_to_boxes
 from mmssis.registry import MODELS
-from mmssis.utils.rank_seed import rank_seed
+from mmssis.utils.rank_seed import numpy_generator, run_seed
 
 
 class ARPLayoutError(ValueError):
@@ -274,9 +274,11 @@ class ARPInstanceMixer:
             destination's masks, which otherwise keep their overlaps; ``'exclusive'``
             (official S4M): in an image that receives instances every mask becomes
             mutually exclusive, pasted ones on top, then later ones on top of earlier ones.
-        seed: Seed of the mixer's own generator, one stream per rank
-            (:func:`~mmssis.utils.rank_seed.rank_seed`); ``None`` seeds it lazily from
-            numpy's global generator (so the runner's ``randomness`` still applies).
+        seed: Seed of the mixing draws (``None``: the run's seed). Each call draws from a
+            generator derived from ``(seed, step, rank)``
+            (:func:`~mmssis.utils.rank_seed.numpy_generator`), so nothing carries over
+            from one step to the next and a resumed run mixes what the uninterrupted one
+            mixed.
     """
 
     PLACEMENTS = ('relative', 'uniform', 'static')
@@ -320,14 +322,12 @@ class ARPInstanceMixer:
         self.max_translate = float(max_translate)
         self.prob = float(prob)
         self.min_kept_area = int(min_kept_area)
-        self.seed = seed
-        self._rng = np.random.default_rng(rank_seed(seed)) if seed is not None else None
+        self.seed = run_seed() if seed is None else int(seed)
 
     @property
     def rng(self) -> np.random.Generator:
-        if self._rng is None:
-            self._rng = np.random.default_rng(np.random.randint(0, 2**31 - 1))
-        return self._rng
+        """The generator of the current training step (a fresh one at each access)."""
+        return numpy_generator(self.seed, 'arp')
 
     def pairs_for(self, batch_size: int) -> int:
         """Number of image pairs mixed in a batch of ``batch_size`` images."""

@@ -12,7 +12,7 @@ The draw follows torchvision's ``RandomApply([ColorJitter(0.4, 0.4, 0.4, 0.1)], 
 (padding stays untouched), from the module's own seeded generator.
 """
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torchvision.transforms.v2.functional as TF
@@ -20,7 +20,7 @@ from mmdet.structures import SampleList
 from torch import Tensor
 
 from mmssis.registry import MODELS
-from mmssis.utils.rank_seed import rank_seed
+from mmssis.utils.rank_seed import torch_generator
 
 
 def _preprocessor(data_preprocessor):
@@ -45,8 +45,10 @@ class StudentPhotometricAugment:
         blur_prob: Probability of the Gaussian blur.
         blur_sigma: ``(lo, hi)`` of the uniform blur sigma in pixels; the kernel spans
             ``+-3 sigma``.
-        seed: Seed of the module's generator (draws are reproducible run to run; each rank
-            draws its own stream, :func:`~mmssis.utils.rank_seed.rank_seed`).
+        seed: Seed of the draws. Each image of a step draws from a generator derived
+            from ``(seed, step, rank, image index)``
+            (:func:`~mmssis.utils.rank_seed.torch_generator`): reproducible run to run, per
+            rank, and across ``--resume``.
     """
 
     def __init__(self, brightness: float = 0.4, contrast: float = 0.4,
@@ -65,7 +67,7 @@ class StudentPhotometricAugment:
         self.blur_prob = float(blur_prob)
         self.blur_sigma = (float(blur_sigma[0]), float(blur_sigma[1]))
         self.seed = int(seed)
-        self.generator = torch.Generator().manual_seed(rank_seed(self.seed))
+        self.generator = None  # the current image's generator (set in __call__)
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(jitter=({self.brightness}, {self.contrast}, '
@@ -79,8 +81,14 @@ class StudentPhotometricAugment:
     def _coin(self, p: float) -> bool:
         return bool(torch.rand((), generator=self.generator) < p)
 
-    def augment_image(self, rgb: Tensor) -> Tensor:
-        """One draw on a ``(3, h, w)`` float RGB image in ``[0, 1]``; returns a new one."""
+    def augment_image(self, rgb: Tensor, generator: Optional[torch.Generator] = None
+                      ) -> Tensor:
+        """One draw on a ``(3, h, w)`` float RGB image in ``[0, 1]``; returns a new one.
+
+        ``generator``: the draws' generator (``None``: the step's generator of image 0).
+        """
+        self.generator = generator if generator is not None else \
+            torch_generator(self.seed, 'student_augment', 0)
         img = rgb
         if self._coin(self.jitter_prob):
             ops = []
@@ -133,7 +141,8 @@ class StudentPhotometricAugment:
             if normalize:
                 x = x * std + mean
             x = (x if rgb_order else x.flip(0)) / 255.0
-            y = self.augment_image(x) * 255.0
+            y = self.augment_image(
+                x, torch_generator(self.seed, 'student_augment', i)) * 255.0
             # Round to uint8 levels, as the official code re-quantises through PIL.
             y = y.round()
             y = y if rgb_order else y.flip(0)

@@ -13,6 +13,7 @@ from mmdet.structures import SampleList
 from torch import Tensor, nn
 
 from mmssis.registry import MODELS
+from mmssis.utils.rank_seed import reseed_global_torch, run_seed
 
 
 class SamDistillMixin:
@@ -27,6 +28,7 @@ class SamDistillMixin:
         # Not an nn.Module attribute: SAM stays out of state_dict / optimizer / EMA.
         object.__setattr__(self, '_distiller',
                            MODELS.build(distill) if isinstance(distill, dict) else distill)
+        self._run_seed = run_seed()  # mmengine seeds torch before building the model
 
     @property
     def distiller(self):
@@ -41,6 +43,9 @@ class SamDistillMixin:
 
     def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> Dict[str, Tensor]:
         """The base detector's losses plus ``loss_sam_distill`` when a distiller is set."""
+        # mmdet's samplers draw from torch's global generator: seeded from the step (exact
+        # --resume without generator state).
+        reseed_global_torch(self._run_seed)
         if self._distiller is None:
             return super().loss(batch_inputs, batch_data_samples)
         captured = {}

@@ -43,6 +43,7 @@ from torch import Tensor
 from mmssis.models.utils.precision import outside_autocast
 from mmssis.models.utils.sam_pseudo_refiner import view_normalization
 from mmssis.registry import MODELS
+from mmssis.utils.rank_seed import reseed_global_torch, run_seed
 from mmssis.structures import masks_to_boxes, project_instance_masks
 from .pseudo_labels import teacher_pseudo_instances
 
@@ -166,6 +167,8 @@ class SemiMaskDetector(SemiBaseDetector):
             object.__setattr__(self, '_instance_mixer', MODELS.build(cfg['instance_mixer']))
         self._keep_record = False
         self._record: Optional[PseudoLabelRecord] = None
+        # mmengine seeds torch from randomness.seed before building the model
+        self._run_seed = run_seed()
 
     # ----------------------------------------------------------------------------------
     # properties
@@ -213,6 +216,9 @@ class SemiMaskDetector(SemiBaseDetector):
         Returns:
             Loss dict with ``sup_*`` and ``unsup_*`` keys plus pseudo-label statistics.
         """
+        # mmdet's samplers draw from torch's global generator: seed it from the step, so
+        # that a step's draws do not depend on earlier steps (exact --resume, no state).
+        reseed_global_torch(self._run_seed)
         losses = dict()
         losses.update(**self.loss_by_gt_instances(multi_batch_inputs['sup'],
                                                   multi_batch_data_samples['sup']))

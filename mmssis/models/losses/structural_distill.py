@@ -31,7 +31,6 @@ In both cases the detector's features are sampled bilinearly at the token centre
 pixels over the padded batch tensor), and cells whose centre falls outside the view's
 image (SAM padding, or the part of the original image cropped away) are ignored.
 """
-import hashlib
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
@@ -47,7 +46,7 @@ from mmssis.models.utils.precision import outside_autocast
 from mmssis.models.utils.sam_pseudo_refiner import view_normalization
 from mmssis.structures import denormalize_views, project_masks, sample_homography
 from mmssis.registry import MODELS
-from mmssis.utils.rank_seed import rank_seed
+from mmssis.utils.rank_seed import torch_generator
 
 
 def self_similarity_rows(feat: Tensor, index: Tensor, valid: Optional[Tensor] = None) -> Tensor:
@@ -118,7 +117,7 @@ class SamStructuralDistiller:
             its SAM rows. ``False`` draws new points every step, as the paper does.
         max_cache_items: Images whose targets are kept in memory.
         seed: Seed of the point draws (mixed with the image path, the step and the rank,
-            :func:`~mmssis.utils.rank_seed.rank_seed`).
+            :func:`~mmssis.utils.rank_seed.derived_seed`).
         backend_args: ``mmengine.fileio`` backend of the original images
             (``sam_input='original'``), as the data set's ``backend_args``.
     """
@@ -146,18 +145,17 @@ class SamStructuralDistiller:
         self.prompts_per_call = int(prompts_per_call)
         self.cache_targets = bool(cache_targets)
         self.max_cache_items = int(max_cache_items)
-        self.seed = rank_seed(seed)
+        self.seed = int(seed)
         self._cache: 'OrderedDict[str, Tuple[Tensor, Tensor, Tensor, Tensor]]' = OrderedDict()
         self.hits = 0
         self.misses = 0
-        self._step = 0
 
     # ------------------------------------------------------------------ targets
     def _generator(self, key: str) -> torch.Generator:
-        if not self.cache_targets:
-            key = f'{key}#{self._step}'
-        digest = hashlib.sha1(f'{self.seed}|{key}'.encode()).hexdigest()[:12]
-        return torch.Generator().manual_seed(int(digest, 16))
+        """Point draws of image ``key``: once per image with ``cache_targets`` (step 0),
+        else anew at every training step (derived from the step: exact on resume)."""
+        return torch_generator(self.seed, 'distill_points', key,
+                               step=0 if self.cache_targets else None)
 
     @torch.no_grad()
     def sam_targets(self, sample: DetDataSample, view: Optional[np.ndarray] = None
@@ -266,7 +264,6 @@ class SamStructuralDistiller:
             ``{'loss_sam_distill': scalar}``.
         """
         self.sam.follow(feat.device)
-        self._step += 1
         views = [None] * len(batch_data_samples)
         if self.sam_input == 'view':
             if batch_inputs is None or data_preprocessor is None:

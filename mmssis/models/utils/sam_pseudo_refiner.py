@@ -120,7 +120,7 @@ class PseudoLabelSamRefiner:
         return not self.refiner.empty_fallback
 
     def ungated(self) -> 'PseudoLabelSamRefiner':
-        """A shallow copy (same SAM, cache and generator) that refines every instance: what
+        """A shallow copy (same SAM, cache and point streams) that refines every instance: what
         measuring SAM's benefit compares against the teacher, whatever the policy."""
         out = copy.copy(self)
         out.policy, out.class_enabled = 'always', None
@@ -239,10 +239,13 @@ class PseudoLabelSamRefiner:
             from_sam = torch.zeros(len(inst), device=inst.masks.device)
             if sel.any():  # else no encode: nothing of this image goes to SAM
                 part = inst[sel]
+                # points: a function of (seed, step, rank, image), not of earlier draws
+                gen = self.refiner.point_generator(
+                    sample.metainfo.get('img_path', sample.metainfo.get('img_id')), i)
                 if self.embed_on == 'view':
-                    masks, res = self._refine_in_view(views[i], sample, part)
+                    masks, res = self._refine_in_view(views[i], sample, part, gen)
                 else:
-                    masks, res = self._refine_in_original(sample, part)
+                    masks, res = self._refine_in_original(sample, part, gen)
                 ious.append(paired_mask_iou(part.masks, masks))
                 inst.masks = inst.masks.clone()
                 inst.masks[sel] = masks.to(inst.masks.dtype)
@@ -268,7 +271,8 @@ class PseudoLabelSamRefiner:
         return make_cache_key(meta.get('img_path', meta.get('img_id')),
                               (meta.get('homography_matrix'), tuple(shape)))
 
-    def _refine_in_view(self, view: np.ndarray, sample, inst: InstanceData):
+    def _refine_in_view(self, view: np.ndarray, sample, inst: InstanceData,
+                        generator: torch.Generator):
         """Refine in the teacher view (its content, or the padded canvas it sits in at the
         top left: teacher logits are extended with background over the padding and SAM's
         masks cropped back to the content)."""
@@ -279,10 +283,11 @@ class PseudoLabelSamRefiner:
             logits = logits.new_full((len(inst), big_h, big_w), -20.0)
             logits[:, :h, :w] = inst.mask_logits
         res = self.refiner.refine(view, logits, inst.bboxes,
-                                  cache_key=self._view_key(sample, view.shape[:2]))
+                                  cache_key=self._view_key(sample, view.shape[:2]),
+                                  generator=generator)
         return res.masks[:, :h, :w], res
 
-    def _refine_in_original(self, sample, inst: InstanceData):
+    def _refine_in_original(self, sample, inst: InstanceData, generator: torch.Generator):
         """Embed the original image (read only on a cache miss); refine in its frame; warp
         masks back to the view."""
         meta = sample.metainfo
@@ -304,7 +309,7 @@ class PseudoLabelSamRefiner:
                                to_original, (ori_h, ori_w), mode='nearest')
         logits = torch.where(inside.bool(), logits, torch.full_like(logits, -20.0))
         boxes = masks_to_boxes(logits > 0)
-        res = self.refiner.refine_embedding(emb, logits, boxes)
+        res = self.refiner.refine_embedding(emb, logits, boxes, generator=generator)
         view_h, view_w = meta['img_shape'][:2]
         masks = project_masks(res.masks, h_view, (view_h, view_w)).bool()
         return masks, res

@@ -142,9 +142,14 @@ def test_sam_on_the_view_perfect_student(name, tiny_demo):
     assert perfect < 1e-8
     assert mirrored > 1e-4 and mirrored > 1e6 * max(perfect, 1e-15)
     # New query points every step, as the official code draws them.
+    from mmengine.logging import MessageHub
+    hub = MessageHub.get_current_instance()
+    hub.update_info('iter', 5)
     q1 = distiller.sam_targets(sample, view)[1]
-    distiller._step += 1
+    assert torch.equal(q1, distiller.sam_targets(sample, view)[1])  # a function of the step
+    hub.update_info('iter', 6)
     q2 = distiller.sam_targets(sample, view)[1]
+    hub.update_info('iter', 0)
     assert not torch.equal(q1, q2)
 
 
