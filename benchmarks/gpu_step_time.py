@@ -17,8 +17,9 @@ Variants, each built from a shipped config (`configs/s4m/*-0.1-coco.py`):
   on the view, SAM 2 decoder tokens).
 
 A random teacher has no query above the paper's 0.7 class threshold, so stage 2 keeps the
-``--pseudo`` most confident queries per image (threshold 0, ``max_per_image``) to refine
-and mix: the cost of SAM grows with that number. Figures: mean seconds per iteration over
+``--pseudo`` most confident queries per image (threshold 0, :func:`cap_pseudo_candidates`:
+every Mask2Former query is a candidate, ``max_per_image`` does not apply) to refine and
+mix: the cost of SAM grows with that number. Figures: mean seconds per iteration over
 ``--iters`` timed iterations after ``--warmup``, peak GPU memory, written to ``--out``.
 
 ``--tiny`` swaps in the tiny test models and 256 px (CPU smoke run of this script).
@@ -118,7 +119,7 @@ def build_cfg(variant: str, data_root: str, sam_backend: dict, args):
         if variant == 'stage2_sam_cache':
             semi.sam_refiner.embed_on = 'original'
             semi.sam_refiner.view_extent = 'content'  # a canvas exists only for views
-            semi.sam_refiner.refiner.cache = ConfigDict(max_items=4096)
+            semi.sam_refiner.cache = ConfigDict(max_items=4096)
     if args.device == 'cpu':
         cfg.optim_wrapper.type = 'OptimWrapper'
         cfg.optim_wrapper.pop('loss_scale', None)
@@ -142,6 +143,25 @@ def benchmark_sam(tmp: str, tiny: bool) -> dict:
                 checkpoint=path)
 
 
+def cap_pseudo_candidates(k: int) -> None:
+    """Keep the ``k`` highest-scoring teacher candidates per image (every stage-2 model).
+
+    S4M takes every Mask2Former query as a candidate (100), filtered by the class score;
+    a random teacher's scores carry no meaning, so the benchmark fixes their number.
+    """
+    import torch
+
+    from mmssis.models.detectors import semi_mask_detector
+    full = getattr(semi_mask_detector.teacher_pseudo_instances, '__wrapped__',
+                   semi_mask_detector.teacher_pseudo_instances)
+
+    def top_k(*args, **kwargs):
+        return [inst[torch.argsort(inst.scores, descending=True)[:k]]
+                for inst in full(*args, **kwargs)]
+    top_k.__wrapped__ = full
+    semi_mask_detector.teacher_pseudo_instances = top_k
+
+
 def run_variant(variant: str, data_root: str, sam_backend: dict, args) -> dict:
     import torch
     from mmengine.optim import build_optim_wrapper
@@ -150,6 +170,7 @@ def run_variant(variant: str, data_root: str, sam_backend: dict, args) -> dict:
 
     from mmssis.registry import MODELS
     cfg = build_cfg(variant, data_root, sam_backend, args)
+    cap_pseudo_candidates(args.pseudo)
     with DefaultScope.overwrite_default_scope('mmssis'):
         torch.manual_seed(0)
         model = MODELS.build(cfg.model).to(args.device)

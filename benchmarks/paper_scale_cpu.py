@@ -7,14 +7,13 @@ Mask2Former R50 and SAM 2 Hiera-L, randomly initialised (nothing downloads), on 
 ``benchmarks/gpu_step_time.py``), 1 labelled + 1 unlabelled image per step so that a step
 fits the 24 GB of this workplace's machines. A random teacher keeps no query above the paper's
 0.7 threshold, so stage 2 keeps the ``--pseudo`` most confident queries per image
-(threshold 0, ``max_per_image``).
+(threshold 0, ``gpu_step_time.cap_pseudo_candidates``).
 
 Per step, the seconds of: the teacher, SAM's image encoder, SAM's prompt decoding, the
 projection into the student view, the strong augmentation, the student's forward (losses)
 and the rest (backward + optimizer update + the data preprocessor); the share of SAM in the
-step; peak RSS; and how many times per step a mask container changes type
-(``BitmapMasks`` made from tensors, ``to_tensor`` / ``to_ndarray`` calls: each is a
-device <-> host copy on a GPU). ARP cannot mix one unlabelled image per process (the
+step; peak RSS; and how many mask copies per step would cross host <-> device on a GPU
+(:func:`count_mask_transfers`). ARP cannot mix one unlabelled image per process (the
 paper layout has 3), so it is switched off in the step and timed on its own, on a
 3-image 1024-px batch with ``--pseudo`` masks per image and the paper's settings.
 
@@ -58,6 +57,7 @@ class Timers:
             finally:
                 self.seconds[name] += time.perf_counter() - t
                 self.calls[name] += 1
+        timed.__wrapped__ = getattr(fn, '__wrapped__', fn)
         return timed
 
     def patch(self, obj, attr, name):
@@ -69,30 +69,82 @@ class Timers:
         self.calls.clear()
 
 
-@contextlib.contextmanager
-def count_mask_conversions(counter):
-    """Count BitmapMasks made from arrays and their to_tensor / to_ndarray calls."""
-    from mmdet.structures.mask import BitmapMasks
-    saved = {k: BitmapMasks.__dict__[k] for k in ('__init__', 'to_tensor', 'to_ndarray')}
+def _mask_like(x) -> bool:
+    """A stack of masks: 3-D, bool / uint8, not an ``(H, W, 3)`` / ``(3, H, W)`` image."""
+    import numpy as np
+    import torch
+    dtype_ok = (x.dtype in (torch.bool, torch.uint8) if isinstance(x, torch.Tensor) else
+                x.dtype in (np.bool_, np.uint8))
+    return dtype_ok and x.ndim == 3 and x.shape[-1] > 4 and x.shape[0] != 3
 
-    def counting(name):
+
+@contextlib.contextmanager
+def count_mask_transfers(counter):
+    """Count, inside a training step, the mask copies that cross host <-> device on a GPU.
+
+    ``device->host``: ``Tensor.cpu()`` / ``.numpy()`` of a mask stack, and the host copy of
+    a ``TensorMasks`` (``.masks``); ``host->device``: ``torch.from_numpy`` /
+    ``torch.as_tensor`` of a host mask stack and ``BitmapMasks.to_tensor`` of numpy masks
+    made inside the step (pseudo-labels). The labelled images' masks come from the data
+    pipeline as numpy: their one ``to_tensor`` is counted apart (``labelled host->device``).
+    ``container changes`` counts the ``BitmapMasks`` (numpy) made inside the step, but not
+    those derived from the labelled masks (``pad``).
+    """
+    import torch
+    from mmdet.structures.mask import BitmapMasks
+    try:
+        from mmssis.structures import TensorMasks
+    except ImportError:  # trees before TensorMasks
+        TensorMasks = None
+    made = set()
+    saved_init, saved_to_tensor = BitmapMasks.__init__, BitmapMasks.to_tensor
+    saved = dict(cpu=torch.Tensor.cpu, numpy=torch.Tensor.numpy,
+                 from_numpy=torch.from_numpy, as_tensor=torch.as_tensor)
+
+    def init(self, *args, **kwargs):
+        # A BitmapMasks made by a method of another (``pad``, ``crop``) is of its lineage:
+        # the pipeline's labelled masks padded by the data preprocessor stay "labelled".
+        src = sys._getframe(1).f_locals.get('self')
+        if not isinstance(src, BitmapMasks) or id(src) in made:
+            made.add(id(self))
+            counter['container changes'] += 1
+        return saved_init(self, *args, **kwargs)
+
+    def to_tensor(self, *args, **kwargs):
+        if TensorMasks is None or not isinstance(self, TensorMasks):
+            key = 'host->device' if id(self) in made else 'labelled host->device'
+            counter[key] += 1
+        return saved_to_tensor(self, *args, **kwargs)
+
+    def to_host(name):
         def fn(self, *args, **kwargs):
-            counter[name] += 1
+            if _mask_like(self):
+                counter['device->host'] += 1
             return saved[name](self, *args, **kwargs)
         return fn
 
-    for name in saved:
-        setattr(BitmapMasks, name, counting(name))
+    def from_host(name):
+        def fn(data, *args, **kwargs):
+            if not isinstance(data, torch.Tensor) and hasattr(data, 'ndim') and \
+                    _mask_like(data):
+                counter['host->device'] += 1
+            return saved[name](data, *args, **kwargs)
+        return fn
+
+    BitmapMasks.__init__, BitmapMasks.to_tensor = init, to_tensor
+    torch.Tensor.cpu, torch.Tensor.numpy = to_host('cpu'), to_host('numpy')
+    torch.from_numpy, torch.as_tensor = from_host('from_numpy'), from_host('as_tensor')
     try:
         yield
     finally:
-        for name, fn in saved.items():
-            setattr(BitmapMasks, name, fn)
+        BitmapMasks.__init__, BitmapMasks.to_tensor = saved_init, saved_to_tensor
+        torch.Tensor.cpu, torch.Tensor.numpy = saved['cpu'], saved['numpy']
+        torch.from_numpy, torch.as_tensor = saved['from_numpy'], saved['as_tensor']
 
 
 def build(variant, data_root, sam, args):
     import torch
-    from gpu_step_time import build_cfg
+    from gpu_step_time import build_cfg, cap_pseudo_candidates
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import DefaultScope
     from mmengine.runner import Runner
@@ -100,6 +152,7 @@ def build(variant, data_root, sam, args):
     from mmssis.registry import MODELS
     ns = argparse.Namespace(tiny=args.tiny, device='cpu', pseudo=args.pseudo)
     cfg = build_cfg(VARIANTS[variant], data_root, sam, ns)
+    cap_pseudo_candidates(args.pseudo)
     cfg.model.pop('init_cfg', None)
     loader = cfg.train_dataloader
     loader.num_workers = 0
@@ -124,7 +177,8 @@ def instrument(variant, model, timers):
     from mmssis.models.detectors import semi_mask_detector
     if variant == 'stage2':
         timers.patch(semi_mask_detector, 'teacher_pseudo_instances', 'teacher')
-        backend = model.sam_refiner.refiner.backend
+        refiner = model.sam_refiner
+        backend = getattr(refiner, 'refiner', refiner).backend  # nested before the merge
         timers.patch(model, 'project_pseudo_instances', 'projection')
         aug = model.student_augment
         if aug is not None:
@@ -135,7 +189,9 @@ def instrument(variant, model, timers):
     else:
         backend = model.distiller.sam
         timers.patch(model, 'loss', 'student forward (incl. SAM targets)')
-    timers.patch(backend, 'encode_uncached', 'SAM encode')
+    # the image encoder (trees before the refiner merge wrapped it as ``encode_uncached``)
+    timers.patch(backend, 'encode_uncached' if hasattr(backend, 'encode_uncached')
+                 else 'encode', 'SAM encode')
     if variant == 'stage2':
         timers.patch(backend, 'predict_low_res', 'SAM decode')
         timers.patch(backend, 'postprocess_masks', 'SAM decode')
@@ -154,7 +210,7 @@ def run_variant(variant, data_root, sam, args):
         batch = next(it)
         timers.reset()
         conversions = defaultdict(int)
-        with count_mask_conversions(conversions):
+        with count_mask_transfers(conversions):
             t = time.perf_counter()
             logs = model.train_step(batch, optim)
             total = time.perf_counter() - t
@@ -201,9 +257,12 @@ def time_arp(args):
         s.gt_instances = InstanceData(masks=masks, labels=torch.zeros(args.pseudo).long(),
                                       bboxes=torch.zeros(args.pseudo, 4))
         samples.append(s)
-    mixer = ARPInstanceMixer(min_area=3000 * (size / 1024) ** 2, placement='uniform',
-                             paste_order='instance', occlusion='exclusive', min_kept_area=1,
-                             seed=0)
+    # The paper configs' ARP (``s4m_arp_dynamic`` of this tree), min_area at this size.
+    from mmengine.config import Config
+    arp = Config.fromfile(osp.join(REPO, 'configs/_base_/s4m_parts.py')).s4m_arp_dynamic
+    arp = dict(arp, min_area=arp['min_area'] * (size / 1024) ** 2, seed=0)
+    arp.pop('type')
+    mixer = ARPInstanceMixer(**arp)
     times = []
     for _ in range(3):
         t = time.perf_counter()
@@ -242,7 +301,7 @@ def write(path, rows, arp_s, args):
         lines += [f'## {r["variant"]}: `{osp.basename(r["config"])}`', '',
                   f'{r["s_per_step"]:.1f} s per step (mean of {r["steps"]}), SAM '
                   f'{100 * r["sam_share"]:.0f} % of it; {r["pseudo_per_image"]:.0f} '
-                  'pseudo-instances per unlabelled image; mask container changes in a '
+                  'pseudo-instances per unlabelled image; mask copies host <-> device in a '
                   f'step: {r["mask_conversions"] or "none"}.', '',
                   '| part | s | share |', '| --- | --- | --- |']
         lines += [f'| {n} | {s:.2f} | {100 * s / r["s_per_step"]:.0f} % |'

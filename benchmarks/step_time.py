@@ -48,9 +48,9 @@ def _build(variant, teacher_ckpt):
     register_all_modules(init_default_scope=True)
     cfg = Config.fromfile(osp.join(REPO, REFINE if variant.startswith('sam') else SEMI))
     if variant == 'sam':
-        cfg.model.semi_train_cfg.sam_refiner.refiner.cache = None
+        cfg.model.semi_train_cfg.sam_refiner.cache = None
     if variant == 'sam_cache_bf16':
-        cfg.model.semi_train_cfg.sam_refiner.refiner.backend.decoder_dtype = 'bfloat16'
+        cfg.model.semi_train_cfg.sam_refiner.backend.decoder_dtype = 'bfloat16'
     if variant == 'mmdet_semi':
         cfg.model.type = 'mmdet.SemiBaseDetector'
         cfg.model.semi_train_cfg = dict(freeze_teacher=True, sup_weight=1.0, unsup_weight=2.0,

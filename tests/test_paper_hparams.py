@@ -297,8 +297,8 @@ def test_s4m_stage2_refinement_arp_and_augmentation_values(key):
         semi = _load(name.format(fraction).replace('s4m_', 'gd_'))
         st = cfg.model.semi_train_cfg
         ref = st.sam_refiner
-        assert ref.type == 'mmssis.PseudoLabelSamRefiner' and ref.embed_on == 'view'
-        r = ref.refiner
+        assert ref.type == 'mmssis.SamMaskRefiner' and ref.embed_on == 'view'
+        r = ref
         assert r.num_points == 3 and r.point_region == 'all'  # softmax over all pixels
         assert r.multimask is True and r.fusion == 'replace'  # argmax predicted IoU, replace
         assert r.use_box is False and r.iou_thr is None and r.min_teacher_iou is None
@@ -413,9 +413,9 @@ def test_one_line_sam_override_builds_vit_h_config(tmp_path):
     user = tmp_path / 'my_s4m_vit_h.py'
     user.write_text(
         f"_base_ = '{osp.join(S4M, 's4m_mask2former_r50_368k_semi-0.01-coco.py')}'\n"
-        "model = dict(semi_train_cfg=dict(sam_refiner=dict(refiner=dict(backend=dict("
+        "model = dict(semi_train_cfg=dict(sam_refiner=dict(backend=dict("
         "_delete_=True, type='mmssis.SegmentAnythingBackend', model_type='vit_h', "
-        "checkpoint='checkpoints/sam_vit_h_4b8939.pth')))))\n")
-    backend = Config.fromfile(str(user)).model.semi_train_cfg.sam_refiner.refiner.backend
+        "checkpoint='checkpoints/sam_vit_h_4b8939.pth'))))\n")
+    backend = Config.fromfile(str(user)).model.semi_train_cfg.sam_refiner.backend
     assert dict(backend) == dict(type='mmssis.SegmentAnythingBackend', model_type='vit_h',
                                  checkpoint='checkpoints/sam_vit_h_4b8939.pth')

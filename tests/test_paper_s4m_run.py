@@ -64,7 +64,7 @@ def test_stage1_distillation_and_stage2_refine_arp(pair, tiny_demo, tiny_sam2, t
                                semi_overrides=dict(score_thr=0.0))
     cfg2.load_from = ckpt
     semi = cfg2.model.semi_train_cfg
-    assert semi.sam_refiner.refiner.point_region == 'all'
+    assert semi.sam_refiner.point_region == 'all'
     assert semi.instance_mixer.placement == 'uniform'
     runner = Runner.from_cfg(cfg2)
     runner.train()

@@ -13,7 +13,6 @@ from mmengine.fileio.backends import BaseStorageBackend
 from mmengine.structures import InstanceData
 
 from mmssis.datasets import UnlabeledImageFolder
-from mmssis.models.utils import PseudoLabelSamRefiner
 from mmssis.sam import EmbeddingCache, SamMaskRefiner, SamModelBackend
 from mmssis.testing import build_tiny_sam, make_semi_batch
 
@@ -105,9 +104,9 @@ def test_sam_refiner_reads_original_images_through_the_backend():
     rng = np.random.default_rng(1)
     img = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     STORE['mem://bucket/img.png'] = _encode(img)
-    backend = SamModelBackend(build_tiny_sam(img_size=64), cache=EmbeddingCache(max_items=2))
-    ref = PseudoLabelSamRefiner(SamMaskRefiner(backend, num_points=2, use_box=True, seed=0),
-                                embed_on='original', backend_args=ARGS)
+    ref = SamMaskRefiner(SamModelBackend(build_tiny_sam(img_size=64)), num_points=2,
+                         use_box=True, seed=0, cache=EmbeddingCache(max_items=2),
+                         embed_on='original', backend_args=ARGS)
     inputs, samples = make_semi_batch(batch=1, img_shape=(64, 64))
     sample = samples['unsup_teacher'][0]
     sample.set_metainfo(dict(img_path='mem://bucket/img.png'))

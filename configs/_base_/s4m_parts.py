@@ -33,21 +33,19 @@ s4m_distill = dict(
 # empty SAM mask replaces it too and no refined mask is dropped for its area). Teacher and
 # SAM run in fp32 outside AMP's autocast (SemiMaskDetector), as officially.
 s4m_refiner = dict(
-    type='mmssis.PseudoLabelSamRefiner',
+    type='mmssis.SamMaskRefiner',
     embed_on='view',
     view_extent='canvas',
-    refiner=dict(
-        type='mmssis.SamMaskRefiner',
-        num_points=3,
-        point_region='all',
-        use_box=False,
-        multimask=True,
-        iou_thr=None,
-        min_teacher_iou=None,
-        fusion='replace',
-        empty_fallback=False,
-        seed=0,
-        backend=_base_.sam_backend))
+    num_points=3,
+    point_region='all',
+    use_box=False,
+    multimask=True,
+    iou_thr=None,
+    min_teacher_iou=None,
+    fusion='replace',
+    empty_fallback=False,
+    seed=0,
+    backend=_base_.sam_backend)
 
 # ARP: max(1, B // 4) image pairs of the unlabelled student batch per GPU swap every
 # pseudo-instance of area >= 3000 px, both ways (the recipes give B = 3 on COCO, 4 on
@@ -69,8 +67,8 @@ s4m_arp_dynamic = dict(
     seed=0)
 s4m_arp_static = dict(s4m_arp_dynamic, placement='static')
 
-# Every seeded part above draws its own stream on each GPU (seed mixed with the rank,
-# mmssis.utils.rank_seed): rank 0 uses the seed as written.
+# Every seeded part above draws its own stream per GPU, step and image, derived from
+# (seed, part, step, rank, image) (mmssis.utils.rank_seed): nothing to save for --resume.
 
 # The student's strong augmentation, after ARP (`StrongAugmentation`): ColorJitter(0.4, 0.4,
 # 0.4, 0.1) with p 0.8, grayscale p 0.2, Gaussian blur sigma 0.1-2 with p 0.5. The student

@@ -42,7 +42,7 @@ def evaluate_pseudo_labels(model, dataloader: Iterable, max_images: Optional[int
         dataloader: Yields mmdet test-style batches (``inputs``: uint8 images,
             ``data_samples`` with ``gt_instances.masks``).
         max_images: Stop after this many images (per rank); None: all.
-        refiner: A ``PseudoLabelSamRefiner``; default: the model's ``sam_refiner``
+        refiner: A ``SamMaskRefiner``; default: the model's ``sam_refiner``
             (None: teacher only).
         iou_thr: Matching IoU threshold.
         class_aware: Class-aware matching.
@@ -177,8 +177,8 @@ def evaluate_sam_benefit(model, dataloader: Iterable, refiner=_MODEL,
     Args:
         model: A ``SemiMaskDetector`` (possibly wrapped).
         dataloader: Test-style batches with GT masks.
-        refiner: A ``PseudoLabelSamRefiner``; default: the model's. Its policy is lifted
-            (:meth:`~mmssis.models.utils.PseudoLabelSamRefiner.ungated`): every kept
+        refiner: A ``SamMaskRefiner``; default: the model's. Its policy is lifted
+            (:meth:`~mmssis.sam.SamMaskRefiner.ungated`): every kept
             pseudo-instance is refined, as the question is what SAM would do.
         max_images: Stop after this many images; None: all.
         iou_thr: IoU of a teacher mask's GT match.

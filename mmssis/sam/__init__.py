@@ -5,7 +5,7 @@ a detector's ``state_dict``, optimizer or EMA (see :mod:`mmssis.sam.base`).
 """
 from .base import SamBackend, to_hwc_uint8_rgb
 from .embedding import ImageEmbedding
-from .cache import EmbeddingCache, build_embedding_cache, make_cache_key
+from .cache import EmbeddingCache, build_embedding_cache, make_cache_key, original_cache_key
 from .checkpoint import SamCheckpointError, load_sam_weights, read_state_dict
 from .lite_medsam import LiteMedSamBackend, build_lite_medsam_sam, default_lite_medsam_checkpoint
 from .prompts import sample_points_from_logits
@@ -19,6 +19,6 @@ __all__ = [
     'SegmentAnythingBackend', 'LiteMedSamBackend', 'Sam2Backend', 'sam2_available',
     'build_lite_medsam_sam', 'default_lite_medsam_checkpoint', 'SamCheckpointError',
     'load_sam_weights', 'read_state_dict', 'EmbeddingCache', 'build_embedding_cache',
-    'make_cache_key', 'sample_points_from_logits',
+    'make_cache_key', 'original_cache_key', 'sample_points_from_logits',
     'SamMaskRefiner', 'RefinedInstances'
 ]

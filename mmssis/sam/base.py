@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from typing import Any, Dict, Hashable, Iterator, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, Optional, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .cache import build_embedding_cache
 from .embedding import ImageEmbedding
 
 ImageLike = Union[np.ndarray, Tensor]
@@ -74,8 +73,8 @@ class SamBackend(abc.ABC):
     """A frozen promptable segmenter: encode an image once, decode many prompts.
 
     Subclasses implement :meth:`_encode`, :meth:`predict_low_res`,
-    :meth:`postprocess_masks` and :meth:`decoder_image_tokens`; :meth:`encode`
-    (with optional embedding cache) and :meth:`decode` are provided here.
+    :meth:`postprocess_masks` and :meth:`decoder_image_tokens`; :meth:`encode` and
+    :meth:`decode` are provided here.
 
     The backend is deliberately not an ``nn.Module`` (see the module docstring):
     store it on a detector freely, its weights never reach the detector's
@@ -85,16 +84,11 @@ class SamBackend(abc.ABC):
         requires_box: The model only gives usable masks with a box prompt
             (LiteMedSAM). Decoding without ``boxes`` then raises ``ValueError``.
         image_size: Side of the square model input (input frame), e.g. 1024.
-        cache: Optional :class:`~mmssis.sam.cache.EmbeddingCache` consulted by
-            :meth:`encode` when a ``cache_key`` is given.
     """
 
     requires_box: bool = False
     image_size: int
     mask_threshold: float = 0.0
-
-    def __init__(self, cache: Any = None) -> None:
-        self.cache = build_embedding_cache(cache)
 
     # ------------------------------------------------------------------ model
     @property
@@ -190,66 +184,21 @@ class SamBackend(abc.ABC):
         """Runs the image encoder on an ``(H, W, 3)`` uint8 RGB array."""
 
     @torch.no_grad()
-    def encode(self, image: ImageLike, cache_key: Optional[Hashable] = None,
-               channel_order: str = 'rgb') -> ImageEmbedding:
+    def encode(self, image: ImageLike, channel_order: str = 'rgb') -> ImageEmbedding:
         """Computes the image embedding (once per image; reuse it for all prompts).
+
+        Caching is the refiner's (:class:`~mmssis.sam.SamMaskRefiner`): a backend only
+        encodes and decodes.
 
         Args:
             image: ``(H, W, 3)`` uint8 image (numpy or tensor; a ``(3, H, W)``
                 tensor is accepted too), see :func:`to_hwc_uint8_rgb`.
-            cache_key: When given and :attr:`cache` is set, the embedding is looked
-                up in / stored into the cache under ``(cache_namespace, key)``.
-                The key must identify the pixels, e.g. image path + a hash of the
-                geometric view (see :func:`mmssis.sam.cache.make_cache_key`).
             channel_order: ``'rgb'`` (default) or ``'bgr'``.
 
         Returns:
             The :class:`ImageEmbedding` on :attr:`device`, ``original_size=(H, W)``.
         """
-        rgb = to_hwc_uint8_rgb(image, channel_order)
-        if cache_key is not None:
-            emb = self.cached(cache_key, rgb.shape[:2])
-            if emb is not None:
-                return emb
-        return self.encode_uncached(rgb, cache_key)
-
-    @torch.no_grad()
-    def encode_uncached(self, image: ImageLike, cache_key: Optional[Hashable] = None,
-                        channel_order: str = 'rgb') -> ImageEmbedding:
-        """Run the image encoder (no cache lookup); store the result under ``cache_key``
-        when there is a cache. For callers that looked up :meth:`cached` already."""
-        emb = self._encode(to_hwc_uint8_rgb(image, channel_order))
-        if self.cache is not None and cache_key is not None:
-            self.cache.put(self.full_cache_key(cache_key), emb)
-        return emb
-
-    def cached(self, cache_key: Hashable, original_size: Tuple[int, int]
-               ) -> Optional[ImageEmbedding]:
-        """The cached embedding of ``cache_key`` on :attr:`device`, or ``None`` (no cache or
-        a miss), without the image: callers read the image only on a miss.
-
-        Args:
-            cache_key: The key given to :meth:`encode`.
-            original_size: ``(H, W)`` the image has now (e.g. the sample's ``ori_shape``).
-
-        Raises:
-            ValueError: The cached embedding is of an image of another size (the file
-                changed since it was cached).
-        """
-        if self.cache is None:
-            return None
-        emb = self.cache.get(self.full_cache_key(cache_key))
-        if emb is None:
-            return None
-        if emb.original_size != tuple(int(v) for v in original_size[:2]):
-            raise ValueError(f'SAM embedding cache: the entry of {cache_key} is of a '
-                             f'{emb.original_size} image, the image is {tuple(original_size)} '
-                             'now; delete the stale cache (directory) or use a new one')
-        return emb.to(self.device)
-
-    def full_cache_key(self, cache_key: Hashable) -> str:
-        """The key :meth:`encode` stores ``cache_key`` under (namespaced by the model)."""
-        return f'{self.cache_namespace}|{cache_key}'
+        return self._encode(to_hwc_uint8_rgb(image, channel_order))
 
     # ----------------------------------------------------------------- decode
     @abc.abstractmethod

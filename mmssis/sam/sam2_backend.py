@@ -86,7 +86,6 @@ class Sam2Backend(SamBackend):
         image_size: Square input side; ``None`` keeps the config's (1024). The checkpoint
             must have been saved from a network of the same size.
         device: Device to keep SAM on; ``None`` (default) follows the detector's device.
-        cache: Optional :class:`~mmssis.sam.cache.EmbeddingCache` (or its kwargs).
         max_prompts_per_call: ``None``: one decoder call for all prompts of an image; an int
             bounds the prompts per call (memory).
 
@@ -98,14 +97,13 @@ class Sam2Backend(SamBackend):
 
     def __init__(self, config: str = 'configs/sam2/sam2_hiera_l.yaml',
                  checkpoint: str = '', image_size: Optional[int] = None,
-                 device: Union[str, torch.device, None] = None, cache: Any = None,
+                 device: Union[str, torch.device, None] = None,
                  max_prompts_per_call: Optional[int] = None) -> None:
         expected = f'SAM 2 ({config}{"" if image_size is None else f", image_size={image_size}"})'
         if not sam2_available():
             raise ImportError("Sam2Backend needs the `sam2` package: pip install 'mmssis[sam2]'")
         if not checkpoint or not os.path.isfile(checkpoint):
             raise missing_checkpoint_error(checkpoint, expected)
-        super().__init__(cache=cache)
         self._set_max_prompts_per_call(max_prompts_per_call)
         from sam2.sam2_image_predictor import SAM2ImagePredictor
         net = build_sam2_network(config, image_size)
@@ -138,10 +136,12 @@ class Sam2Backend(SamBackend):
     def _encode(self, image: np.ndarray) -> ImageEmbedding:
         p = self._predictor
         p.set_image(image)
-        feats = p._features
-        emb = ImageEmbedding(embedding=feats['image_embed'], original_size=image.shape[:2],
+        # sam2 1.1.0 has a public accessor for the image embedding only; the decoder's
+        # high-resolution features are read where set_image left them.
+        high_res = list(p._features['high_res_feats'])
+        emb = ImageEmbedding(embedding=p.get_image_embedding(), original_size=image.shape[:2],
                              input_size=(self.image_size, self.image_size),
-                             extras={'high_res_feats': list(feats['high_res_feats'])})
+                             extras={'high_res_feats': high_res})
         p.reset_predictor()
         return emb
 

@@ -32,7 +32,6 @@ class SamModelBackend(SamBackend):
         requires_box: Refuse to decode without box prompts (box-trained models).
         device: Device to keep ``sam`` on. ``None`` (default): SAM follows the device of
             the detector that uses it (see :meth:`SamBackend.follow`).
-        cache: Optional :class:`~mmssis.sam.cache.EmbeddingCache`.
         name: Cache namespace (defaults to the class name); set it to something
             identifying the weights when several models share one disk cache.
         max_prompts_per_call: ``None`` (default): all prompts of an image go
@@ -51,11 +50,10 @@ class SamModelBackend(SamBackend):
     DECODER_DTYPES = (None, 'bfloat16', 'float16')
 
     def __init__(self, sam: Sam, requires_box: bool = False,
-                 device: Union[str, torch.device, None] = None, cache: Any = None,
+                 device: Union[str, torch.device, None] = None,
                  name: Optional[str] = None,
                  max_prompts_per_call: Optional[int] = None,
                  decoder_dtype: Optional[str] = None) -> None:
-        super().__init__(cache=cache)
         self._set_max_prompts_per_call(max_prompts_per_call)
         if decoder_dtype not in self.DECODER_DTYPES:
             raise ValueError(f'decoder_dtype must be one of {self.DECODER_DTYPES}, '

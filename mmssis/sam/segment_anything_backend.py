@@ -28,7 +28,6 @@ class SegmentAnythingBackend(SamModelBackend):
         checkpoint: Path of the official ``sam_vit_*.pth`` file.
         device: Device to keep the network on; ``None`` (default) follows the detector's
             device (built on the CPU).
-        cache: Optional :class:`~mmssis.sam.cache.EmbeddingCache` (or its kwargs).
         max_prompts_per_call: See :class:`SamModelBackend` (default: one call).
         decoder_dtype: See :class:`SamModelBackend` (default: float32).
 
@@ -41,7 +40,7 @@ class SegmentAnythingBackend(SamModelBackend):
     MODEL_TYPES = ('vit_b', 'vit_l', 'vit_h')
 
     def __init__(self, model_type: str = 'vit_b', checkpoint: str = '',
-                 device: Union[str, torch.device, None] = None, cache: Any = None,
+                 device: Union[str, torch.device, None] = None,
                  max_prompts_per_call: Optional[int] = None,
                  decoder_dtype: Optional[str] = None) -> None:
         if model_type not in self.MODEL_TYPES:
@@ -51,7 +50,7 @@ class SegmentAnythingBackend(SamModelBackend):
             raise missing_checkpoint_error(checkpoint, expected)
         sam = sam_model_registry[model_type](checkpoint=None)
         load_sam_weights(sam, checkpoint, expected)
-        super().__init__(sam, requires_box=False, device=device, cache=cache,
+        super().__init__(sam, requires_box=False, device=device,
                          name=f'sam_{model_type}:{os.path.basename(checkpoint)}',
                          max_prompts_per_call=max_prompts_per_call,
                          decoder_dtype=decoder_dtype)

@@ -229,7 +229,8 @@ def project_instance_masks(instances: InstanceData,
                            teacher_sample: BaseDataElement,
                            student_sample: BaseDataElement,
                            mode: str = 'bilinear',
-                           pad_to_batch_input: bool = False) -> InstanceData:
+                           pad_to_batch_input: bool = False,
+                           with_boxes: bool = True) -> InstanceData:
     """Project pseudo instances predicted on the teacher view into the student view.
 
     ``H = student.homography_matrix @ inv(teacher.homography_matrix)`` maps teacher-view to
@@ -255,11 +256,13 @@ def project_instance_masks(instances: InstanceData,
         mode (str): ``'nearest'`` or ``'bilinear'``, see :func:`project_masks`.
         pad_to_batch_input (bool): Zero-pad the masks to the student's
             ``batch_input_shape``. Defaults to False.
+        with_boxes (bool): Set ``bboxes`` (``False``: leave them out, for callers that
+            change the masks further and compute boxes once at the end). Defaults to True.
 
     Returns:
         InstanceData: A new instance container; ``masks`` has the input's type
-        (``BitmapMasks`` or a tensor of the input dtype), ``bboxes`` are the boxes of the
-        warped masks (:func:`masks_to_boxes`, student frame; a box projected as a box would
+        (``BitmapMasks`` or a tensor of the input dtype), ``bboxes`` (``with_boxes``) are the
+        boxes of the warped masks (:func:`masks_to_boxes`, student frame; a box projected as a box would
         not be tight after a crop), other fields are shared with ``instances``.
     """
     masks = instances.masks
@@ -277,10 +280,11 @@ def project_instance_masks(instances: InstanceData,
 
     out = InstanceData(metainfo=instances.metainfo)
     for key, value in instances.items():
-        if key == 'masks':
-            value = new_masks
-        out[key] = value
-    out.bboxes = masks_to_boxes(warped)
+        if key == 'bboxes' and not with_boxes:
+            continue
+        out[key] = new_masks if key == 'masks' else value
+    if with_boxes:
+        out.bboxes = masks_to_boxes(warped)
     return out
 
 

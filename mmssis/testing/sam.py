@@ -19,7 +19,7 @@ from segment_anything.modeling import (ImageEncoderViT, MaskDecoder, PromptEncod
                                        TwoWayTransformer)
 from torch import Tensor, nn
 
-__all__ = ['build_tiny_sam', 'build_echo_sam', 'echo_box_refiner', 'echo_pseudo_refiner']
+__all__ = ['build_tiny_sam', 'build_echo_sam', 'echo_box_refiner', 'echo_box_refiner']
 
 
 def build_tiny_sam(seed: int = 0, img_size: int = 128, dim: int = 32) -> Sam:
@@ -169,18 +169,10 @@ def build_echo_sam(img_size: int = 256, dim: int = 16, radius: int = 2,
                mask_decoder=_EchoMaskDecoder(img_size, dim, radius, iou_values, best_index)).eval()
 
 
-def echo_box_refiner(img_size: int = 256):
+def echo_box_refiner(img_size: int = 256, **kwargs):
     """A box-only :class:`mmssis.sam.SamMaskRefiner` on :func:`build_echo_sam`: each refined
     mask is exactly the filled tight box of its prompt mask (single-mask output, no points,
-    so no sampling)."""
+    so no sampling). ``kwargs`` (``embed_on``, ``policy`` ...) go to the refiner."""
     from mmssis.sam import SamMaskRefiner, SamModelBackend
     return SamMaskRefiner(SamModelBackend(build_echo_sam(img_size=img_size)), num_points=0,
-                          use_box=True, multimask=False, seed=0)
-
-
-def echo_pseudo_refiner(img_size: int = 256, embed_on: str = 'original',
-                        policy: str = 'always'):
-    """:func:`echo_box_refiner` behind the detector-side
-    :class:`mmssis.models.utils.PseudoLabelSamRefiner`."""
-    from mmssis.models.utils import PseudoLabelSamRefiner
-    return PseudoLabelSamRefiner(echo_box_refiner(img_size), embed_on=embed_on, policy=policy)
+                          use_box=True, multimask=False, seed=0, **kwargs)

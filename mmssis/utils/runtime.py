@@ -66,7 +66,7 @@ def _requested_device(cfg: Config) -> Optional[str]:
     semi = cfg.get('model', {}).get('semi_train_cfg', None) or {}
     for key in ('sam_refiner', 'sam'):
         part = semi.get(key, None)
-        # PseudoLabelSamRefiner nests the SamMaskRefiner (refiner.backend).
+        # configs of before the refiner merge nest it (refiner.backend)
         while isinstance(part, dict):
             backend = part.get('backend', None)
             if isinstance(backend, dict) and backend.get('device'):

@@ -16,7 +16,7 @@ from mmdet.structures.bbox import BaseBoxes
 from mmdet.visualization import DetLocalVisualizer
 from mmengine.structures import InstanceData
 
-from mmssis.structures import as_bool_masks, denormalize_views
+from mmssis.structures import as_bool_masks, denormalize_views, masks_to_boxes
 
 PANEL_TITLES = dict(teacher='teacher', sam='SAM-refined', student='student')
 
@@ -48,7 +48,10 @@ def _masks_array(masks, shape: Sequence[int]) -> np.ndarray:
 def drawable_instances(inst: InstanceData, img_shape: Sequence[int]) -> InstanceData:
     """The fields mmdet's visualizer draws, on CPU, masks cropped to ``img_shape``."""
     out = InstanceData()
-    boxes = inst.bboxes.tensor if isinstance(inst.bboxes, BaseBoxes) else inst.bboxes
+    if 'bboxes' in inst:
+        boxes = inst.bboxes.tensor if isinstance(inst.bboxes, BaseBoxes) else inst.bboxes
+    else:  # teacher-view pseudo-labels carry masks only
+        boxes = masks_to_boxes(as_bool_masks(inst.masks))
     out.bboxes = torch.as_tensor(boxes).detach().float().cpu()
     out.labels = inst.labels.detach().cpu()
     if 'scores' in inst:

@@ -16,7 +16,7 @@ from mmssis.apis import evaluate_pseudo_labels
 from mmssis.engine.hooks import PseudoLabelQualityHook
 from mmssis.evaluation import PseudoLabelQuality
 from mmssis.registry import HOOKS, MODELS
-from mmssis.testing import echo_pseudo_refiner, gt_teacher_pseudo_instances, tiny_mask_rcnn_cfg
+from mmssis.testing import echo_box_refiner, gt_teacher_pseudo_instances, tiny_mask_rcnn_cfg
 from mmssis.testing.tiny_run import DEMO_SUP_CONFIG
 from mmssis.testing.tools import load_tool
 
@@ -117,7 +117,7 @@ def test_gt_teacher_scores_perfectly_and_refiner_is_scored(tiny_demo, monkeypatc
                         gt_teacher_pseudo_instances)
     model = _semi_model()
     loader = _val_loader(tiny_demo)
-    metrics = evaluate_pseudo_labels(model, loader, refiner=echo_pseudo_refiner())
+    metrics = evaluate_pseudo_labels(model, loader, refiner=echo_box_refiner())
     assert metrics['teacher_num_images'] == 4
     assert metrics['teacher_num_gt'] > 0
     for key in ('precision', 'recall', 'miou', 'best_iou'):
@@ -132,7 +132,7 @@ def test_gt_teacher_scores_perfectly_and_refiner_is_scored(tiny_demo, monkeypatc
 def test_hook_logs_keys_with_a_real_teacher(tiny_demo):
     # An untrained teacher: scores ~0.23, mask probabilities just below 0.5.
     model = _semi_model(score_thr=0.05, mask_thr=0.2)
-    object.__setattr__(model, '_sam_refiner', echo_pseudo_refiner())
+    object.__setattr__(model, '_sam_refiner', echo_box_refiner())
     runner = MagicMock()
     runner.model = model
     runner.val_loop.dataloader = _val_loader(tiny_demo)

@@ -13,7 +13,7 @@ import mmssis.models.detectors.semi_mask_detector as semi_mask_detector
 from mmssis.apis import evaluate_sam_benefit
 from mmssis.evaluation import SamBenefit, format_benefit_table, refine_decisions, sam_helps
 from mmssis.registry import MODELS
-from mmssis.testing import echo_pseudo_refiner, gt_teacher_pseudo_instances, tiny_mask_rcnn_cfg
+from mmssis.testing import echo_box_refiner, gt_teacher_pseudo_instances, tiny_mask_rcnn_cfg
 from mmssis.testing.tiny_run import DEMO_SUP_CONFIG
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -76,7 +76,7 @@ def test_measured_through_the_pseudo_label_path(tiny_demo, monkeypatch):
         loader_cfg.update(batch_size=2, num_workers=0, persistent_workers=False)
         loader_cfg.dataset.data_root = tiny_demo.root + '/'
         loader = Runner.build_dataloader(loader_cfg)
-    table = evaluate_sam_benefit(model, loader, refiner=echo_pseudo_refiner())
+    table = evaluate_sam_benefit(model, loader, refiner=echo_box_refiner())
     assert table['num'].sum() > 0
     scored = table['num'] > 0
     # a perfect teacher: SAM (boxes of rotated, round and pointed shapes) can only lose,

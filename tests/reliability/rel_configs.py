@@ -49,11 +49,10 @@ def speed_up(cfg: Config, scale: int = 128) -> Config:
 
 def tiny_sam_refiner(seed: int = 0) -> dict:
     """Stage-2 SAM refiner on the tiny random SAM: 3 sampled points + box, multimask."""
-    return dict(type='PseudoLabelSamRefiner', embed_on='original',
-                refiner=dict(type='SamMaskRefiner',
-                             backend=dict(type='TinyRandomSamBackend', seed=seed),
-                             num_points=3, use_box=True, multimask=True, seed=seed,
-                             cache=dict(max_items=64)))
+    return dict(type='SamMaskRefiner', embed_on='original',
+                backend=dict(type='TinyRandomSamBackend', seed=seed),
+                num_points=3, use_box=True, multimask=True, seed=seed,
+                cache=dict(max_items=64))
 
 
 def resume_test_cfg(data_root: str, work_dir: str, max_iters: int = 4) -> Config:

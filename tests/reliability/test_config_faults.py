@@ -26,10 +26,9 @@ NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason='this machine has
 
 
 def _missing_vit_b_refiner() -> dict:
-    return dict(type='PseudoLabelSamRefiner',
-                refiner=dict(type='SamMaskRefiner',
-                             backend=dict(type='SegmentAnythingBackend', model_type='vit_b',
-                                          checkpoint=MISSING_SAM)))
+    return dict(type='SamMaskRefiner',
+                backend=dict(type='SegmentAnythingBackend', model_type='vit_b',
+                             checkpoint=MISSING_SAM))
 
 
 # ------------------------------------------------------------------ R6
@@ -73,9 +72,9 @@ def test_sam_backend_cuda_device_on_cpu_machine_is_a_clear_error():
 
 
 @NO_CUDA
-def test_nested_sam_backend_cuda_device_on_cpu_machine_is_a_clear_error():
+def test_refine_config_sam_backend_cuda_device_on_cpu_machine_is_a_clear_error():
     cfg = Config.fromfile(REFINE_CONFIG)
-    cfg.model.semi_train_cfg.sam_refiner.refiner.backend.device = 'cuda:0'
+    cfg.model.semi_train_cfg.sam_refiner.backend.device = 'cuda:0'
     with pytest.raises(RuntimeError, match='asks for device "cuda:0"'):
         adapt_cfg_to_machine(cfg)
 

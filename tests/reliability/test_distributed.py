@@ -92,7 +92,7 @@ def _dist_cfg_text(data_root: str) -> str:
                 score_thr=0.05,
                 instance_mixer=dict(type='ARPInstanceMixer', min_area=50, num_pairs=1),
                 # Real LiteMedSAM (box prompts), at most 4 pseudo-labels refined per image.
-                sam_refiner=dict(refiner=dict(backend=dict(max_prompts_per_call=4)))),
+                sam_refiner=dict(backend=dict(max_prompts_per_call=4))),
         ),
         train_dataloader=dict(batch_size=4, num_workers=0, persistent_workers=False,
                               sampler=dict(batch_size=4, source_ratio=[2, 2]),

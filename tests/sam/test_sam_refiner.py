@@ -23,7 +23,9 @@ def test_refiner_box_prompt_echo_returns_consistent_boxes(echo_backend, image):
     logits, boxes = _teacher()
     res = refiner.refine(image, logits, boxes)
     assert isinstance(res, RefinedInstances)
-    masks, out_boxes, iou, from_sam = res  # unpackable
+    masks, iou, from_sam, given = res  # unpackable
+    out_boxes = res.boxes  # of the refined masks, computed on access
+    assert given is boxes
     assert masks.shape == (3, 300, 500) and masks.dtype == torch.bool
     assert torch.equal(out_boxes, masks_to_boxes(masks))
     assert (out_boxes - boxes).abs().max() <= 1.5  # echo SAM reproduces the prompt box

@@ -26,17 +26,15 @@ def test_precompute_then_training_keys_hit(tiny_demo, tmp_path, monkeypatch):
     from mmengine.config import Config
 
     from mmssis.datasets.semi_data import build_unlabelled_dataset
-    from mmssis.models.utils.sam_pseudo_refiner import (PseudoLabelSamRefiner,
-                                                         original_cache_key)
     from mmssis.registry import MODELS
+    from mmssis.sam import SamMaskRefiner, original_cache_key
     cfg = Config.fromfile(CONFIG)
     refiner = MODELS.build(cfg.model.semi_train_cfg.sam_refiner)
-    assert isinstance(refiner, PseudoLabelSamRefiner)
+    assert isinstance(refiner, SamMaskRefiner)
     ds = build_unlabelled_dataset(cfg)
     ds.full_init()
-    backend = refiner.refiner.backend
-    hits = [backend.full_cache_key(original_cache_key(ds.get_data_info(i)['img_path']))
-            in refiner.refiner.cache for i in range(len(ds))]
+    hits = [refiner.in_cache(original_cache_key(ds.get_data_info(i)['img_path']))
+            for i in range(len(ds))]
     assert hits[:3] == [True] * 3 and not any(hits[3:])
     # keys are absolute: the same image through a relative path hits too
     rel = osp.relpath(ds.get_data_info(0)['img_path'])
@@ -45,12 +43,11 @@ def test_precompute_then_training_keys_hit(tiny_demo, tmp_path, monkeypatch):
 
 
 def test_view_embeddings_cannot_be_precomputed():
-    from mmssis.models.utils.sam_pseudo_refiner import PseudoLabelSamRefiner
     from mmssis.sam import SamMaskRefiner, SamModelBackend
     from mmssis.testing import build_tiny_sam
-    refiner = SamMaskRefiner(SamModelBackend(build_tiny_sam()), cache=dict(max_items=2))
+    refiner = SamMaskRefiner(SamModelBackend(build_tiny_sam()), cache=dict(max_items=2),
+                             embed_on='view')
     with pytest.raises(ValueError, match="embed_on='original'"):
-        PseudoLabelSamRefiner(refiner, embed_on='view').precompute(['a.png'])
+        refiner.precompute(['a.png'])
     with pytest.raises(ValueError, match='cache'):
-        PseudoLabelSamRefiner(SamMaskRefiner(SamModelBackend(build_tiny_sam()))).precompute(
-            ['a.png'])
+        SamMaskRefiner(SamModelBackend(build_tiny_sam())).precompute(['a.png'])

@@ -38,7 +38,7 @@ def _parts(cfg, rank, monkeypatch):
         aug = MODELS.build(copy.deepcopy(cfg.s4m_student_augment))
         mixer = MODELS.build(copy.deepcopy(cfg.s4m_arp_dynamic))
         # The paper's refiner settings (seed included) around a tiny random SAM.
-        refiner = MODELS.build(dict(copy.deepcopy(cfg.s4m_refiner.refiner),
+        refiner = MODELS.build(dict(copy.deepcopy(cfg.s4m_refiner),
                                     backend=SamModelBackend(build_tiny_sam(img_size=64))))
     return aug, mixer, refiner
 

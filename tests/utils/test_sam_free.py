@@ -29,7 +29,7 @@ def _missing_backend() -> dict:
 
 def test_strips_stage2_refiner_and_stage1_distiller():
     cfg = Config.fromfile(S4M_PAPER)
-    ckpt = cfg.model.semi_train_cfg.sam_refiner.refiner.backend.checkpoint
+    ckpt = cfg.model.semi_train_cfg.sam_refiner.backend.checkpoint
     removed = strip_sam_for_eval(cfg)
     assert removed == [('model.semi_train_cfg.sam_refiner', [ckpt])]
     assert cfg.model.semi_train_cfg.sam_refiner is None
@@ -62,7 +62,7 @@ def test_stripped_stage1_model_builds_without_the_sam_checkpoint():
 
 def test_export_config_has_no_sam_and_says_so():
     cfg = Config.fromfile(S4M_DEMO)
-    cfg.model.semi_train_cfg.sam_refiner.refiner.backend = _missing_backend()
+    cfg.model.semi_train_cfg.sam_refiner.backend = _missing_backend()
     # A student that was a stage-1 distillation detector keeps its mmssis type in the
     # exported config: without the strip its SAM would come along.
     cfg.model.detector.type = 'mmssis.SamDistillMaskRCNN'
@@ -77,7 +77,7 @@ def test_export_config_has_no_sam_and_says_so():
     assert 'SegmentAnything' not in text and 'sam_refiner' not in text
     assert MISSING not in text
     # The config given is left as it was.
-    assert cfg.model.semi_train_cfg.sam_refiner.refiner.backend.checkpoint == MISSING
+    assert cfg.model.semi_train_cfg.sam_refiner.backend.checkpoint == MISSING
 
 
 @pytest.mark.slow
@@ -93,7 +93,7 @@ def test_tools_test_py_evaluates_stage2_checkpoint_without_sam_checkpoint(
     cfg.model.detector.test_cfg.rpn.update(nms_pre=100, max_per_img=50)
     cfg.model.detector.test_cfg.rcnn.max_per_img = 10
     cfg.model.semi_test_cfg.predict_on = 'student'
-    cfg.model.semi_train_cfg.sam_refiner.refiner.backend = _missing_backend()
+    cfg.model.semi_train_cfg.sam_refiner.backend = _missing_backend()
     cfg.default_hooks.visualization = dict(type='DetVisualizationHook', draw=False)
     cfg_path = str(tmp_path / 's4m_missing_sam.py')
     cfg.dump(cfg_path)

@@ -32,7 +32,7 @@ from mmengine.runner import load_checkpoint
 from mmssis.datasets.semi_data import build_unlabelled_dataset  # noqa: F401 (re-export)
 from mmssis.engine.hooks.pseudo_label_vis_hook import unlabelled_batch
 from mmssis.engine.hooks.sam_benefit_hook import restore_sam_decisions
-from mmssis.models.utils.sam_pseudo_refiner import view_normalization
+from mmssis.models.utils import view_normalization
 from mmssis.registry import MODELS
 from mmssis.utils import install_safe_globals, register_all_modules
 from mmssis.visualization import draw_rows_quietly, make_drawer, student_title, tile_rows

@@ -20,22 +20,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
 import json
 import os
 import os.path as osp
 from typing import Dict, List, Optional
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def _refine_tool():
-    """``tools/refine_pseudo_labels.py`` as a module (shared SAM construction)."""
-    spec = importlib.util.spec_from_file_location(
-        'refine_pseudo_labels', osp.join(REPO, 'tools', 'refine_pseudo_labels.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # Flags that build a refiner; they do not apply to ``--sam config``.
@@ -131,9 +121,9 @@ def build_dataloader(cfg, split: str, ann_file: Optional[str], img_dir: Optional
 
 
 def build_pseudo_refiner(args, config_refiner):
-    """A ``PseudoLabelSamRefiner`` (or None) for ``--sam``."""
-    from mmssis.models.utils.sam_pseudo_refiner import PseudoLabelSamRefiner
+    """A ``SamMaskRefiner`` (or None) for ``--sam``."""
     from mmssis.registry import MODELS
+    from mmssis.sam.presets import build_refiner
     if args.sam == 'none':
         return None
     if args.sam == 'config':
@@ -142,11 +132,9 @@ def build_pseudo_refiner(args, config_refiner):
         # every kept pseudo-mask is refined, whatever the config's policy: the question
         # here is what SAM would do (a 'measured' run decides per class from this table)
         return MODELS.build(config_refiner).ungated()
-    refiner = _refine_tool().build_refiner(args.sam, args.sam_checkpoint, args.device,
-                                           args.num_points, args.use_box, args.multimask,
-                                           args.seed, fusion=args.fusion,
-                                           min_teacher_iou=args.min_teacher_iou)
-    return PseudoLabelSamRefiner(refiner, embed_on=args.embed_on)
+    return build_refiner(args.sam, args.sam_checkpoint, args.device, args.num_points,
+                         args.use_box, args.multimask, args.seed, fusion=args.fusion,
+                         min_teacher_iou=args.min_teacher_iou, embed_on=args.embed_on)
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
@@ -171,7 +159,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     model.to(args.device)
     loader = build_dataloader(cfg, args.split, args.ann_file, args.img_dir, args.batch_size)
     refiner = build_pseudo_refiner(args, config_refiner)
-    print(f'SAM refiner: {refiner.refiner if refiner is not None else None!r}')
+    print(f'SAM refiner: {refiner!r}')
     benefit = SamBenefit(model.num_classes, args.iou_thr) if refiner is not None else None
     metrics = evaluate_pseudo_labels(model, loader, max_images=args.max_images,
                                      refiner=refiner, iou_thr=args.iou_thr,

@@ -1,7 +1,7 @@
 """Encode a semi config's unlabelled images with its SAM once, into the embedding cache.
 
 SAM's image encoder is the expensive part of online refinement. With
-``embed_on='original'`` and a disk cache (``sam_refiner.refiner.cache.disk_dir``) the
+``embed_on='original'`` and a disk cache (``sam_refiner.cache.disk_dir``) the
 embeddings do not depend on the augmentation, so they can be computed once before training
 (on any machine) and every later run, resumed run or parallel run reads them::
 
@@ -42,7 +42,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, int]:
     if not refiner_cfg:
         raise SystemExit(f'{args.config}: no model.semi_train_cfg.sam_refiner to cache for')
     if args.device:
-        refiner_cfg.refiner.backend.device = args.device
+        refiner_cfg.backend.device = args.device
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmssis')):
         refiner = MODELS.build(refiner_cfg)
     dataset = build_unlabelled_dataset(cfg)
@@ -51,7 +51,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, int]:
     paths = [dataset.get_data_info(i)['img_path'] for i in range(n)]
     t = time.time()
     stats = refiner.precompute(paths)
-    cache = refiner.refiner.cache
+    cache = refiner.cache
     print(f'\n{stats["encoded"]} image(s) encoded, {stats["cached"]} already cached, '
           f'{time.time() - t:.0f} s; cache: {cache.disk_dir or "memory only"}')
     return stats

@@ -37,7 +37,7 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
-from mmssis.models.utils.sam_pseudo_refiner import view_normalization
+from mmssis.models.utils import view_normalization
 from mmssis.registry import DATASETS, HOOKS
 from mmssis.utils.misc import unwrap_model
 from mmssis.visualization import (draw_pseudo_label_grid, make_drawer, preserved_rng,

@@ -16,8 +16,8 @@ Coordinate frame and domain:
   ``(N, H_m, W_m)`` tensor) at the student ``img_shape`` or padded to
   ``batch_input_shape`` (Mask2Former students); whatever size they have is kept. Pixel
   ``(row i, col j)`` is the square ``[j, j + 1) x [i, i + 1)`` (see
-  :mod:`mmssis.structures`); boxes are recomputed from masks with
-  :func:`masks_to_boxes` (``x2 = last column + 1``).
+  :mod:`mmssis.structures`); boxes (when the instances carry them) are recomputed from
+  masks with :func:`masks_to_boxes` (``x2 = last column + 1``).
 * Pasted content is confined to the destination's ``img_shape`` (never into padding).
 """
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
@@ -30,7 +30,7 @@ from mmdet.structures.mask import BitmapMasks
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from mmssis.structures import masks_to_boxes
+from mmssis.structures import as_bool_masks, masks_to_boxes
 from mmssis.registry import MODELS
 from mmssis.utils.rank_seed import numpy_generator, run_seed
 
@@ -98,7 +98,8 @@ def paste_instances(dst_img: Tensor,
                     offsets: Optional[Sequence[Tuple[int, int]]] = None,
                     valid_shape: Optional[Tuple[int, int]] = None,
                     min_kept_area: int = 1,
-                    exclusive_dst: bool = False) -> PasteResult:
+                    exclusive_dst: bool = False,
+                    src_boxes: Optional[Sequence[Sequence[float]]] = None) -> PasteResult:
     """Paste source instances (pixels under their masks) onto a destination image.
 
     Each source instance is cut out along its tight box, rescaled by ``scales[k]`` with
@@ -133,6 +134,8 @@ def paste_instances(dst_img: Tensor,
             mask sizes.
         min_kept_area: Smallest mask area (px) of an occluded or pasted instance to keep.
         exclusive_dst: Make the destination masks mutually exclusive (later on top).
+        src_boxes: ``N_s`` xyxy boxes of ``src_masks`` (:func:`masks_to_boxes`) when the
+            caller has them; computed otherwise.
 
     Returns:
         PasteResult: new image and masks (bool, on ``dst_masks``' device) plus keep flags.
@@ -147,7 +150,8 @@ def paste_instances(dst_img: Tensor,
     valid_h = min(int(valid_h), dst_img.shape[-2], h_m)
     valid_w = min(int(valid_w), dst_img.shape[-1], w_m)
     src_masks = (src_masks != 0)[:, :src_img.shape[-2], :src_img.shape[-1]]
-    boxes = masks_to_boxes(src_masks).long().tolist()
+    boxes = [[int(v) for v in b] for b in
+             (masks_to_boxes(src_masks).long().tolist() if src_boxes is None else src_boxes)]
     if offsets is None:
         offsets = [(x1, y1) for x1, y1, _, _ in boxes]
     if len(scales) != num_src or len(offsets) != num_src:
@@ -215,10 +219,9 @@ def _masks_tensor(inst: InstanceData, fallback_shape: Tuple[int, int],
     if 'masks' not in inst:
         return torch.zeros((len(inst), *fallback_shape), dtype=torch.bool, device=device)
     masks = inst.masks
-    if isinstance(masks, BitmapMasks):
-        arr = np.asarray(masks.masks).reshape(-1, masks.height, masks.width)
-        return torch.from_numpy(arr != 0).to(device)
-    return masks != 0
+    if isinstance(masks, Tensor):
+        return masks != 0
+    return as_bool_masks(masks, device)
 
 
 def _like_masks(template, masks: Tensor):
@@ -386,7 +389,8 @@ class ARPInstanceMixer:
         Args:
             batch_inputs: ``(B, 3, H_pad, W_pad)`` normalised student images.
             batch_data_samples: ``B`` samples with ``img_shape`` and ``gt_instances``
-                (``masks``, ``bboxes`` xyxy, ``labels``, optionally ``scores``).
+                (``masks``, ``labels``, optionally ``scores`` and ``bboxes`` xyxy: with
+                them the mixed instances get the boxes of their new masks).
 
         Returns:
             A :class:`MixResult`: a new image tensor and a new list in which the mixed
@@ -461,7 +465,7 @@ class ARPInstanceMixer:
         res = paste_instances(new_inputs[dst], masks[dst], batch_inputs[src], src_masks[chosen],
                               scales, offsets, valid_shape=(h_d, w_d),
                               min_kept_area=self.min_kept_area,
-                              exclusive_dst=self.occlusion == 'exclusive')
+                              exclusive_dst=self.occlusion == 'exclusive', src_boxes=boxes)
         new_inputs[dst] = res.img
         pasted_rows = chosen[res.pasted_keep]
         stats['arp_pasted'] += int(res.pasted_keep.sum())
@@ -471,7 +475,11 @@ class ARPInstanceMixer:
     @staticmethod
     def _combine(dst_inst: InstanceData, src_inst: InstanceData, res: PasteResult,
                  pasted_rows: Tensor) -> InstanceData:
-        """Kept destination instances, then the pasted ones (paste order); boxes from masks.
+        """Kept destination instances, then the pasted ones (paste order).
+
+        Boxes (from the masks) only when the destination's instances carry boxes: in
+        :class:`SemiMaskDetector` they do not, and the boxes are computed once after the
+        last stage that changes the masks.
 
         Args:
             pasted_rows: ``(N_p,)`` source row of each pasted mask in ``res.pasted_masks``.
@@ -484,14 +492,13 @@ class ARPInstanceMixer:
         out = InstanceData.cat([kept[dst_rows], pasted[pasted_rows]])
         template = dst_inst.masks if 'masks' in dst_inst else None
         out.masks = _like_masks(template, all_masks)
-        boxes = masks_to_boxes(all_masks)
         if 'bboxes' in dst_inst:
-            ref = dst_inst.bboxes
+            ref, boxes = dst_inst.bboxes, masks_to_boxes(all_masks)
             if isinstance(ref, BaseBoxes):
                 boxes = type(ref)(boxes.to(ref.device))
             else:
                 boxes = boxes.to(ref.device, ref.dtype)
-        out.bboxes = boxes
+            out.bboxes = boxes
         return out
 
 

@@ -19,16 +19,9 @@ import torchvision.transforms.v2.functional as TF
 from mmdet.structures import SampleList
 from torch import Tensor
 
+from mmssis.models.utils.normalization import view_normalization
 from mmssis.registry import MODELS
 from mmssis.utils.rank_seed import torch_generator
-
-
-def _preprocessor(data_preprocessor):
-    pre = getattr(data_preprocessor, 'data_preprocessor', data_preprocessor)
-    if pre is None:
-        raise ValueError('StudentPhotometricAugment needs the data preprocessor '
-                         '(mean / std / channel order of the batch)')
-    return pre
 
 
 @MODELS.register_module()
@@ -128,12 +121,11 @@ class StudentPhotometricAugment:
         Returns:
             A new ``(B, 3, H_pad, W_pad)`` tensor; padding is copied unchanged.
         """
-        pre = _preprocessor(data_preprocessor)
-        normalize = getattr(pre, '_enable_normalize', False)
-        mean = pre.mean.to(batch_inputs) if normalize else None
-        std = pre.std.to(batch_inputs) if normalize else None
-        # The preprocessor flips BGR -> RGB only with bgr_to_rgb=True.
-        rgb_order = getattr(pre, '_channel_conversion', False)
+        norm = view_normalization(data_preprocessor)
+        normalize = norm['mean'] is not None
+        mean = batch_inputs.new_tensor(norm['mean']).reshape(3, 1, 1) if normalize else None
+        std = batch_inputs.new_tensor(norm['std']).reshape(3, 1, 1) if normalize else None
+        rgb_order = norm['channels'] == 'rgb'
         out = batch_inputs.clone()
         for i, sample in enumerate(batch_data_samples):
             h, w = sample.metainfo['img_shape'][:2]

@@ -34,17 +34,16 @@ import torch
 from mmdet.models.detectors import SemiBaseDetector
 from mmdet.models.utils import rename_loss_dict, reweight_loss_dict
 from mmdet.structures import SampleList
-from mmdet.structures.mask import BitmapMasks
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from mmssis.models.utils import view_normalization
 from mmssis.models.utils.precision import outside_autocast
-from mmssis.models.utils.sam_pseudo_refiner import view_normalization
 from mmssis.registry import MODELS
 from mmssis.utils.rank_seed import reseed_global_torch, run_seed
-from mmssis.structures import masks_to_boxes, project_instance_masks
+from mmssis.structures import TensorMasks, masks_to_boxes, project_instance_masks
 from .pseudo_labels import teacher_pseudo_instances
 
 @dataclass
@@ -252,7 +251,7 @@ class SemiMaskDetector(SemiBaseDetector):
                 record at the teacher view (no projection, mixing or augmentation).
             student_samples: Their samples; they receive the projected pseudo-labels.
             refine: ``True``: the detector's SAM refiner (when it has one); ``False``: no
-                refinement; a ``PseudoLabelSamRefiner``: that one instead.
+                refinement; a ``SamMaskRefiner``: that one instead.
             mix: ``True``: ARP and the student augmentation (when configured);
                 ``False``: neither; an ``ARPInstanceMixer``: that mixer instead (e.g. a
                 copy whose generator may advance) and the configured augmentation.
@@ -279,7 +278,7 @@ class SemiMaskDetector(SemiBaseDetector):
                      if getattr(refiner, 'replaces_always', False) else self._large_enough(inst)
                      for inst in refined]
             refined_rows = [torch.nonzero(k).flatten() for k in large]
-            refined = [self._with_mask_boxes(inst[k]) for inst, k in zip(refined, large)]
+            refined = [inst[k] for inst, k in zip(refined, large)]
             stats.update(sam_stats)
         record = PseudoLabelRecord(teacher_inputs, teacher_samples, candidates, kept, ignored,
                                    refined, refined_rows=refined_rows, stats=stats)
@@ -296,24 +295,25 @@ class SemiMaskDetector(SemiBaseDetector):
         if mix is not False and self._student_augment is not None:
             student_inputs = self._student_augment(student_inputs, student_samples,
                                                    self.data_preprocessor)
-        self._to_gt_masks(student_samples)
+        self._to_student_targets(student_samples)
         record.student_inputs, record.student_samples = student_inputs, student_samples
         return record
 
     @staticmethod
-    def _to_gt_masks(samples: SampleList) -> None:
-        """The student's pseudo-masks as mmdet's loss reads ground truth (``BitmapMasks``).
+    def _to_student_targets(samples: SampleList) -> None:
+        """The student's pseudo-labels as mmdet's losses read ground truth.
 
-        From the teacher to here (projection, ARP) the masks stay ``(N, H, W)`` bool tensors
-        on the model's device; this is their one conversion, after the last stage that
-        changes them.
+        From the teacher to here (filter, SAM, projection, ARP) the masks stay ``(N, H, W)``
+        bool tensors on the model's device and carry no boxes; after the last stage that
+        changes them, their boxes are computed (once) and they are wrapped as
+        :class:`~mmssis.structures.TensorMasks` (still on the device: Mask2Former reads
+        them with ``to_tensor``, Mask R-CNN crops its RoI targets there).
         """
         for sample in samples:
             masks = sample.gt_instances.get('masks')
             if isinstance(masks, Tensor):
-                h, w = masks.shape[-2:]
-                sample.gt_instances.masks = BitmapMasks(
-                    masks.cpu().numpy().astype(np.uint8), h, w)
+                sample.gt_instances.bboxes = masks_to_boxes(masks)
+                sample.gt_instances.masks = TensorMasks(masks)
 
     def keep_next_record(self) -> None:
         """Keep the :class:`PseudoLabelRecord` of the next training step (for drawing it,
@@ -367,7 +367,7 @@ class SemiMaskDetector(SemiBaseDetector):
 
         Returns:
             ``None`` when ``ignore_score_thr`` is unset, else the uncertain instances with
-            boolean ``masks`` (N', H, W) and mask ``bboxes``.
+            boolean ``masks`` (N', H, W).
         """
         low = self.semi_train_cfg.get('ignore_score_thr')
         if low is None:
@@ -394,7 +394,8 @@ class SemiMaskDetector(SemiBaseDetector):
                 to measure the teacher's reliability at every score).
 
         Returns:
-            Kept instances with boolean ``masks`` (N', H, W) and recomputed ``bboxes``.
+            Kept instances with boolean ``masks`` (N', H, W) (and no ``bboxes``: boxes are
+            computed once, for the student's targets).
         """
         if by_score:
             inst = inst[inst.scores > self.score_thresholds(inst.labels)]
@@ -407,14 +408,12 @@ class SemiMaskDetector(SemiBaseDetector):
         """``(N,)`` bool: mask area (``masks`` (N, H, W) tensor) > ``min_mask_area``."""
         return inst.masks.flatten(1).sum(1) > self.semi_train_cfg.min_mask_area
 
-    @staticmethod
-    def _with_mask_boxes(inst: InstanceData) -> InstanceData:
-        inst.bboxes = masks_to_boxes(inst.masks)
-        return inst
-
     def _drop_small(self, inst: InstanceData) -> InstanceData:
-        """The instances with :meth:`_large_enough` masks, boxes from their masks."""
-        return self._with_mask_boxes(inst[self._large_enough(inst)])
+        """The instances with :meth:`_large_enough` masks, without the teacher's boxes."""
+        inst = inst[self._large_enough(inst)]
+        if 'bboxes' in inst:
+            del inst.bboxes
+        return inst
 
     def project_pseudo_instances(self, batch_pseudo_instances: SampleList,
                                  batch_data_samples: SampleList) -> SampleList:
@@ -423,8 +422,9 @@ class SemiMaskDetector(SemiBaseDetector):
         Masks are warped with ``H_student @ inv(H_teacher)`` to the student ``img_shape``
         (zero-padded to ``batch_input_shape`` for MaskFormer-family students) and stay bool
         tensors on the model's device (:meth:`pseudo_label` converts them once, at its end);
-        boxes are recomputed from the warped masks and instances left smaller than
-        ``min_mask_area`` (e.g. cropped away) are dropped.
+        instances left smaller than ``min_mask_area`` (e.g. cropped away) are dropped. The
+        uncertain detections become the student's ``ignored_instances`` (boxes of their
+        warped masks).
         """
         for teacher_sample, student_sample in zip(batch_pseudo_instances, batch_data_samples):
             student_sample.gt_instances = self._project(teacher_sample.gt_instances,
@@ -432,8 +432,8 @@ class SemiMaskDetector(SemiBaseDetector):
             if 'pseudo_ignored_instances' in teacher_sample:
                 ign = self._project(teacher_sample.pseudo_ignored_instances, teacher_sample,
                                     student_sample)
-                student_sample.ignored_instances = InstanceData(bboxes=ign.bboxes,
-                                                                labels=ign.labels)
+                student_sample.ignored_instances = InstanceData(
+                    bboxes=masks_to_boxes(ign.masks), labels=ign.labels)
         return batch_data_samples
 
     def _project(self, inst: InstanceData, teacher_sample, student_sample) -> InstanceData:
@@ -442,7 +442,7 @@ class SemiMaskDetector(SemiBaseDetector):
         inst = InstanceData(labels=inst.labels, scores=inst.scores, masks=inst.masks)
         projected = project_instance_masks(
             inst, teacher_sample, student_sample,
-            mode=self.semi_train_cfg.projection_mode, pad_to_batch_input=pad)
+            mode=self.semi_train_cfg.projection_mode, pad_to_batch_input=pad, with_boxes=False)
         return projected[self._large_enough(projected)]
 
     # ----------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from mmengine import fileio
 from torch import Tensor
 
 from mmssis.models.utils.precision import outside_autocast
-from mmssis.models.utils.sam_pseudo_refiner import view_normalization
+from mmssis.models.utils.normalization import view_normalization
 from mmssis.structures import denormalize_views, project_masks, sample_homography
 from mmssis.registry import MODELS
 from mmssis.utils.rank_seed import torch_generator

@@ -1,3 +1,3 @@
-from .sam_pseudo_refiner import PseudoLabelSamRefiner, original_cache_key, view_normalization
+from .normalization import view_normalization
 
-__all__ = ['PseudoLabelSamRefiner', 'original_cache_key', 'view_normalization']
+__all__ = ['view_normalization']

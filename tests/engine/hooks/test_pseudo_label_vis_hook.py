@@ -14,7 +14,7 @@ from mmengine.visualization import Visualizer
 
 from mmssis.engine.hooks import PseudoLabelVisHook
 from mmssis.registry import HOOKS, MODELS
-from mmssis.testing import (build_echo_sam, echo_pseudo_refiner, make_semi_batch,
+from mmssis.testing import (build_echo_sam, echo_box_refiner, make_semi_batch,
                             tiny_mask_rcnn_cfg)
 from mmssis.testing.tiny_run import DEMO_SEMI_CONFIG, shrink_for_test
 from mmssis.testing.tools import load_tool
@@ -37,7 +37,7 @@ def _semi_model(sam=True, mixer=True):
         torch.manual_seed(0)
         model = MODELS.build(cfg)
     if sam:
-        object.__setattr__(model, '_sam_refiner', echo_pseudo_refiner(img_size=64, embed_on='view'))
+        object.__setattr__(model, '_sam_refiner', echo_box_refiner(img_size=64, embed_on='view'))
     return model
 
 
@@ -198,9 +198,8 @@ def test_browse_tool_with_sam_has_three_panels(tiny_demo, tmp_path):
     tool = _browse_tool()
     cfg = _tiny_semi_cfg(tiny_demo, tmp_path / 'work')
     cfg.model.semi_train_cfg.sam_refiner = dict(
-        type='PseudoLabelSamRefiner', embed_on='original',
-        refiner=dict(type='SamMaskRefiner', num_points=0, use_box=True, multimask=False,
-                     backend=dict(type='SamModelBackend', sam=build_echo_sam(img_size=128))))
+        type='SamMaskRefiner', embed_on='original', num_points=0, use_box=True,
+        multimask=False, backend=dict(type='SamModelBackend', sam=build_echo_sam(img_size=128)))
     model = tool.build_semi_model(cfg, None, use_sam=True)
     assert model.sam_refiner is not None
     dataset = tool.build_unlabelled_dataset(cfg)
@@ -219,9 +218,9 @@ def test_browse_tool_restores_the_runs_sam_decisions(tiny_demo, tmp_path, capsys
     tool = _browse_tool()
     cfg = _tiny_semi_cfg(tiny_demo, tmp_path / 'work')
     cfg.model.semi_train_cfg.sam_refiner = dict(
-        type='PseudoLabelSamRefiner', embed_on='original', policy='measured',
-        refiner=dict(type='SamMaskRefiner', num_points=0, use_box=True, multimask=False,
-                     backend=dict(type='SamModelBackend', sam=build_echo_sam(img_size=128))))
+        type='SamMaskRefiner', embed_on='original', policy='measured', num_points=0,
+        use_box=True, multimask=False,
+        backend=dict(type='SamModelBackend', sam=build_echo_sam(img_size=128)))
     with DefaultScope.overwrite_default_scope('mmssis'):
         semi = MODELS.build(copy.deepcopy(cfg.model))
     run_ckpt, teacher_ckpt = str(tmp_path / 'run.pth'), str(tmp_path / 'stage1.pth')

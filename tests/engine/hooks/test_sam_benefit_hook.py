@@ -12,7 +12,7 @@ import mmssis.models.detectors.semi_mask_detector as semi_mod
 from mmssis.engine.hooks import SamBenefitHook
 from mmssis.engine.hooks.sam_benefit_hook import CKPT_META_KEY
 from mmssis.registry import MODELS
-from mmssis.testing import echo_pseudo_refiner, tiny_mask_rcnn_cfg
+from mmssis.testing import echo_box_refiner, tiny_mask_rcnn_cfg
 from mmssis.testing.tiny_run import hook_runner
 
 CLASSES = ('disc', 'square', 'triangle', 'star')
@@ -63,7 +63,7 @@ def _model(policy: str = 'measured'):
     with DefaultScope.overwrite_default_scope('mmssis'):
         model = MODELS.build(ConfigDict(cfg))
     # as the detector stores it
-    object.__setattr__(model, '_sam_refiner', echo_pseudo_refiner(policy=policy))
+    object.__setattr__(model, '_sam_refiner', echo_box_refiner(policy=policy))
     return model
 
 
@@ -146,12 +146,12 @@ def test_measuring_leaves_the_refiners_point_sampling_alone(tiny_demo, monkeypat
                                                             tmp_path):
     monkeypatch.setattr(semi_mod, 'teacher_pseudo_instances', _striped_teacher)
     model = _model('measured')
-    model.sam_refiner.refiner.num_points = 2  # point prompts draw from the generator
-    before = torch.rand(8, generator=model.sam_refiner.refiner.point_generator('x.jpg', 0))
+    model.sam_refiner.num_points = 2  # point prompts draw from the generator
+    before = torch.rand(8, generator=model.sam_refiner.point_generator('x.jpg', 0))
     SamBenefitHook(dataloader=_loader_cfg(tiny_demo), max_images=4).before_train(
         _runner(model, tmp_path))
     # derived per step and image: the training draws are those of before the measurement
-    after = torch.rand(8, generator=model.sam_refiner.refiner.point_generator('x.jpg', 0))
+    after = torch.rand(8, generator=model.sam_refiner.point_generator('x.jpg', 0))
     assert torch.equal(after, before)
 
 

@@ -10,6 +10,7 @@ from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
 
 from mmssis.registry import MODELS
+from mmssis.structures import masks_to_boxes
 from mmssis.testing import make_semi_batch, tiny_mask_rcnn_cfg
 
 
@@ -41,7 +42,8 @@ def test_filter_keeps_confident_large_masks(model):
     kept = model.filter_pseudo_instances(inst)
     assert len(kept) == 1
     assert kept.masks.dtype == torch.bool and kept.masks[0].sum() == 64
-    assert kept.bboxes[0].tolist() == [2.0, 2.0, 10.0, 10.0]
+    # the teacher's boxes are dropped: boxes are computed once, for the student's targets
+    assert 'bboxes' not in kept
 
 
 def test_per_class_thresholds(model):
@@ -65,6 +67,8 @@ def test_projection_flips_masks_and_boxes(model):
     # Projection keeps bool tensors on the masks' device (one conversion ends pseudo_label).
     assert isinstance(out.masks, torch.Tensor) and out.masks.dtype == torch.bool
     assert torch.equal(out.masks, torch.flip(masks, dims=[2]))
+    assert 'bboxes' not in out  # computed once, after the last stage (ARP)
+    model._to_student_targets(samples['unsup_student'])
     assert out.bboxes[0].tolist() == [49.0, 10.0, 59.0, 20.0]
 
 
@@ -125,7 +129,7 @@ def test_uncertain_detections_become_ignored_regions_in_student_view():
     kept = model.filter_pseudo_instances(inst)
     ignored = model.uncertain_pseudo_instances(inst, kept)
     assert ignored.scores.tolist() == [0.5]
-    assert ignored.bboxes.tolist() == [[40.0, 40.0, 60.0, 50.0]]
+    assert masks_to_boxes(ignored.masks).tolist() == [[40.0, 40.0, 60.0, 50.0]]
     # carried into the (flipped) student view as mmdet ignored_instances
     inputs, samples = make_semi_batch(batch=1)
     t = samples['unsup_teacher'][0]
@@ -133,7 +137,7 @@ def test_uncertain_detections_become_ignored_regions_in_student_view():
     t.pseudo_ignored_instances = ignored
     out = model.project_pseudo_instances([t], samples['unsup_student'])[0]
     assert out.ignored_instances.bboxes.tolist() == [[4.0, 40.0, 24.0, 50.0]]
-    assert out.gt_instances.bboxes.tolist() == [[49.0, 10.0, 59.0, 20.0]]
+    assert masks_to_boxes(out.gt_instances.masks).tolist() == [[49.0, 10.0, 59.0, 20.0]]
     # off by default
     assert build().uncertain_pseudo_instances(inst, kept) is None
 
@@ -166,20 +170,27 @@ def test_maskrcnn_pseudo_masks_are_at_the_cropped_view(model):
 
 
 def test_pseudo_masks_stay_tensors_until_one_conversion_at_the_end(monkeypatch):
-    """Teacher -> projection -> ARP keep (N, H, W) bool tensors; mmdet's mask type is made
-    once per student image, after the last stage that changes the masks."""
+    """Teacher -> projection -> ARP keep (N, H, W) bool tensors without boxes; after the last
+    stage each student image's masks get their boxes once and become TensorMasks on the same
+    device (no host copy, no BitmapMasks)."""
     from mmssis.models.augments import instance_mixer as mixer_module
     from mmssis.models.detectors import semi_mask_detector as det_module
+    from mmssis.structures import TensorMasks, masks_to_boxes
     from mmssis.testing import gt_teacher_pseudo_instances
-    made = []
+    made, boxed = [], []
 
     class Counting(BitmapMasks):
         def __init__(self, *args, **kwargs):
             made.append(1)
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(det_module, 'BitmapMasks', Counting)
     monkeypatch.setattr(mixer_module, 'BitmapMasks', Counting)
+    monkeypatch.setattr(det_module, 'masks_to_boxes',
+                        lambda m, *a: boxed.append(len(m)) or masks_to_boxes(m, *a))
+    host = []  # (H, W) of every host copy of a TensorMasks
+    real_masks = TensorMasks.masks
+    monkeypatch.setattr(TensorMasks, 'masks', property(
+        lambda self: host.append(tuple(self.tensor.shape[1:])) or real_masks.fget(self)))
     monkeypatch.setattr(det_module, 'teacher_pseudo_instances', gt_teacher_pseudo_instances)
     seen = []
     real_paste = mixer_module.paste_instances
@@ -198,5 +209,15 @@ def test_pseudo_masks_stay_tensors_until_one_conversion_at_the_end(monkeypatch):
     record = model.pseudo_label(inputs['unsup_teacher'], samples['unsup_teacher'],
                                 inputs['unsup_student'], samples['unsup_student'])
     assert seen and all(a is torch.Tensor and b is torch.Tensor for a, b in seen)
-    assert len(made) == 2  # one BitmapMasks per student image
-    assert all(isinstance(s.gt_instances.masks, BitmapMasks) for s in record.student_samples)
+    assert not made and not host  # no BitmapMasks, no host copy
+    assert len(boxed) == 2  # one box computation per student image, at the end
+    for s in record.student_samples:
+        gt = s.gt_instances
+        assert isinstance(gt.masks, TensorMasks) and gt.masks.tensor.dtype == torch.bool
+        assert torch.equal(gt.bboxes, masks_to_boxes(gt.masks.tensor))
+    # the student's loss reads them as mmdet's ground truth (Mask R-CNN: crop_and_resize)
+    model.train()
+    losses = model.loss_by_pseudo_instances(record.student_inputs, record.student_samples)
+    assert torch.isfinite(losses['unsup_loss_mask'])
+    # only mmdet's (P, 28, 28) RoI targets go to the host (as for BitmapMasks ground truth)
+    assert host and set(host) == {(28, 28)} and not made

@@ -1,4 +1,5 @@
-"""The detector-side SAM adapter: de-normalisation, both embedding frames, no SAM weights saved."""
+"""SamMaskRefiner on a detector's batch: de-normalisation, both embedding frames, policies,
+no SAM weights saved."""
 import mmcv
 import numpy as np
 import pytest
@@ -7,8 +8,8 @@ from mmengine.config import ConfigDict
 from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
 
-import mmssis.models.utils.sam_pseudo_refiner as sam_pseudo_refiner
-from mmssis.models.utils import PseudoLabelSamRefiner, view_normalization
+import mmssis.sam.refiner as sam_refiner
+from mmssis.models.utils import view_normalization
 from mmssis.structures import denormalize_views
 from mmssis.registry import MODELS
 from mmssis.sam import EmbeddingCache, SamMaskRefiner, SamModelBackend
@@ -36,9 +37,9 @@ def test_denormalize_round_trip():
 
 
 def _refiner(embed_on, cache=None):
-    backend = SamModelBackend(build_tiny_sam(img_size=64), cache=cache)
-    return PseudoLabelSamRefiner(SamMaskRefiner(backend, num_points=2, use_box=True, seed=0),
-                                 embed_on=embed_on)
+    backend = SamModelBackend(build_tiny_sam(img_size=64))
+    return SamMaskRefiner(backend, num_points=2, use_box=True, seed=0, cache=cache,
+                          embed_on=embed_on)
 
 
 def _batch(tmp_path):
@@ -93,10 +94,10 @@ def test_detector_with_sam_keeps_sam_out_of_state_dict(tmp_path):
     assert 'unsup_sam_teacher_iou' in losses
     sam_parts = ('image_encoder', 'prompt_encoder', 'mask_decoder', 'sam_refiner')
     assert not any(part in k for k in model.state_dict() for part in sam_parts)
-    n_sam = sum(p.numel() for p in model.sam_refiner.refiner.backend.model.parameters())
+    n_sam = sum(p.numel() for p in model.sam_refiner.backend.model.parameters())
     assert n_sam > 0 and all(
         p is not q for p in model.parameters()
-        for q in model.sam_refiner.refiner.backend.model.parameters())
+        for q in model.sam_refiner.backend.model.parameters())
 
 
 def test_original_image_is_read_only_on_a_cache_miss(tmp_path, monkeypatch):
@@ -106,8 +107,8 @@ def test_original_image_is_read_only_on_a_cache_miss(tmp_path, monkeypatch):
     ref = _refiner('original', cache)
     inputs, samples, insts = _batch(tmp_path)
     reads = []
-    real_get = sam_pseudo_refiner.fileio.get
-    monkeypatch.setattr(sam_pseudo_refiner.fileio, 'get',
+    real_get = sam_refiner.fileio.get
+    monkeypatch.setattr(sam_refiner.fileio, 'get',
                         lambda path, **kw: reads.append(path) or real_get(path, **kw))
     ref.refine_batch(inputs, samples, insts)
     assert len(reads) == 1  # the first step: a miss
@@ -135,8 +136,8 @@ def test_policies_choose_which_instances_go_to_sam(tmp_path):
 
     ref = _refiner('original')
     encodes = []
-    original = ref.refiner.backend.encode_uncached
-    ref.refiner.backend.encode_uncached = lambda *a, **k: encodes.append(1) or original(*a, **k)
+    original = ref.backend.encode
+    ref.backend.encode = lambda *a, **k: encodes.append(1) or original(*a, **k)
     ref.policy = 'never'
     out, stats = ref.refine_batch(inputs, samples, insts, norm)
     assert not encodes and stats['unsup_sam_sent'] == 0 and stats['unsup_sam_used'] == 0
@@ -158,20 +159,20 @@ def test_policies_choose_which_instances_go_to_sam(tmp_path):
     # ungated: a copy sharing SAM that refines everything, whatever the policy
     ref.set_class_enabled([False, False])
     free = ref.ungated()
-    assert free.refiner is ref.refiner and free.policy == 'always'
+    assert free.backend is ref.backend and free.policy == 'always'
     assert ref.policy == 'measured' and ref.class_enabled == [False, False]
     with pytest.raises(ValueError, match='policy must be one of'):
-        PseudoLabelSamRefiner(ref.refiner, policy='sometimes')
+        SamMaskRefiner(ref.backend, policy='sometimes')
     assert always[0].masks.shape == out[0].masks.shape
 
 
-def _empty_output_refiner(empty_fallback: bool) -> PseudoLabelSamRefiner:
+def _empty_output_refiner(empty_fallback: bool) -> SamMaskRefiner:
     """SAM whose highest-IoU multimask output is empty (the drawing sits in another slot)."""
     from mmssis.testing import build_echo_sam
     sam = build_echo_sam(img_size=64, iou_values=(0.9, 0.5, 0.7), best_index=1)
-    return PseudoLabelSamRefiner(
-        SamMaskRefiner(SamModelBackend(sam), num_points=3, point_region='all', multimask=True,
-                       empty_fallback=empty_fallback, seed=0), embed_on='view')
+    return SamMaskRefiner(SamModelBackend(sam), num_points=3, point_region='all',
+                          multimask=True, empty_fallback=empty_fallback, seed=0,
+                          embed_on='view')
 
 
 def test_official_refinement_replaces_unconditionally(monkeypatch):
@@ -205,22 +206,21 @@ def test_canvas_view_gives_sam_the_padded_input_and_crops_back(tmp_path, monkeyp
                           labels=i.labels, scores=i.scores, bboxes=i.bboxes) for i in insts]
     seen = {}
     for extent, shape in (('content', (40, 50)), ('canvas', (64, 64))):
-        ref = PseudoLabelSamRefiner(
-            SamMaskRefiner(SamModelBackend(build_tiny_sam(img_size=64)), num_points=2, seed=0),
-            embed_on='view', view_extent=extent)
-        real = ref.refiner.refine
+        ref = SamMaskRefiner(SamModelBackend(build_tiny_sam(img_size=64)), num_points=2,
+                             seed=0, embed_on='view', view_extent=extent)
+        real = ref.refine_embedding
 
-        def spy(image, logits, *args, **kwargs):
-            seen[extent] = (image.shape[:2], tuple(logits.shape[1:]))
-            return real(image, logits, *args, **kwargs)
+        def spy(emb, logits, *args, **kwargs):
+            seen[extent] = (emb.original_size, tuple(logits.shape[1:]))
+            return real(emb, logits, *args, **kwargs)
 
-        monkeypatch.setattr(ref.refiner, 'refine', spy)
+        monkeypatch.setattr(ref, 'refine_embedding', spy)
         out, _ = ref.refine_batch(inputs, samples, insts, view_normalization(_preprocessor()))
         assert seen[extent] == (shape, shape)
         assert out[0].masks.shape == (2, 40, 50)
     with pytest.raises(ValueError, match="needs embed_on='view'"):
-        PseudoLabelSamRefiner(_refiner('original').refiner, embed_on='original',
-                              view_extent='canvas')
+        SamMaskRefiner(_refiner('original').backend, embed_on='original',
+                       view_extent='canvas')
 
 
 def test_teacher_and_sam_run_outside_autocast(monkeypatch):
@@ -244,13 +244,13 @@ def test_teacher_and_sam_run_outside_autocast(monkeypatch):
     model = _semi_detector(_refiner('view'))
     inputs, samples = make_semi_batch(batch=2)
     model.train()
-    real = model.sam_refiner.refiner.refine
+    real = model.sam_refiner.refine_embedding
 
-    def spy(image, logits, *args, **kwargs):
+    def spy(emb, logits, *args, **kwargs):
         seen['sam_autocast'] = torch.is_autocast_enabled('cpu')
-        return real(image, logits, *args, **kwargs)
+        return real(emb, logits, *args, **kwargs)
 
-    model.sam_refiner.refiner.refine = spy
+    model.sam_refiner.refine_embedding = spy
     # Only the pseudo-label stage of loss() is under test (the student runs in autocast).
     model.loss_by_gt_instances = lambda *a: {}
     model.loss_by_pseudo_instances = lambda *a: {}
@@ -259,3 +259,16 @@ def test_teacher_and_sam_run_outside_autocast(monkeypatch):
         model.loss(inputs, samples)
     assert seen['teacher_autocast'] is False and seen['sam_autocast'] is False
     assert seen['logit_dtypes'] <= {torch.float32}
+
+
+def test_nested_config_of_before_the_merge_builds_the_same_refiner():
+    """``PseudoLabelSamRefiner(refiner=dict(SamMaskRefiner ...), embed_on=...)`` configs keep
+    working (with a DeprecationWarning) and build one SamMaskRefiner with both key sets."""
+    from mmssis.testing import build_echo_sam
+    nested = dict(type='PseudoLabelSamRefiner', embed_on='view', policy='never',
+                  refiner=dict(type='SamMaskRefiner', num_points=1, seed=3,
+                               backend=SamModelBackend(build_echo_sam(img_size=64))))
+    with pytest.warns(DeprecationWarning, match='move the keys'):
+        ref = MODELS.build(nested)
+    assert isinstance(ref, SamMaskRefiner)
+    assert (ref.embed_on, ref.policy, ref.num_points, ref.seed) == ('view', 'never', 1, 3)
