@@ -114,6 +114,20 @@ def test_evaluation_metrics_do_not_import_models_sam_or_hooks():
             assert not bad, (mod, bad)
 
 
+def test_layers_import_only_downwards():
+    """structures < evaluation < models / sam < engine < apis: nothing imports a layer above
+    it (the hooks use the pseudo-label evaluations of ``mmssis.evaluation``, not apis)."""
+    order = ['mmssis.structures', 'mmssis.evaluation', 'mmssis.models', 'mmssis.engine',
+             'mmssis.apis']
+    graph = module_graph()
+    for mod, deps in graph.items():
+        layer = next((i for i, p in enumerate(order) if mod.startswith(p)), None)
+        if layer is None:
+            continue
+        above = {d for d in deps for p in order[layer + 1:] if d.startswith(p)}
+        assert not above, (mod, above)
+
+
 _SNAPSHOT = r'''
 import json, sys
 import torch

@@ -11,7 +11,6 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmssis.engine.optim_wrappers import NonFiniteLossError, save_nonfinite_checkpoint
 from mmssis.utils import (adapt_cfg_to_machine, default_work_dir, init_cpu_distributed,
                           install_safe_globals, register_all_modules, set_local_rank_env)
 from mmssis.utils.batch_recipe import keep_global_batch
@@ -86,11 +85,7 @@ def main() -> None:
     check_before_training(cfg, cfg_options=args.cfg_options, resume=args.resume)
 
     if args.amp:
-        # Keep the non-finite-loss guard when it is configured (R8 of docs/reliability.md).
-        guarded = cfg.optim_wrapper.get('type') in ('SkipNonFiniteOptimWrapper',
-                                                    'mmssis.SkipNonFiniteOptimWrapper')
-        cfg.optim_wrapper.type = 'mmssis.SkipNonFiniteAmpOptimWrapper' if guarded \
-            else 'AmpOptimWrapper'
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
     if args.auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
@@ -108,11 +103,7 @@ def main() -> None:
         cfg.load_from = args.resume
 
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    # A diverged run (SkipNonFiniteOptimWrapper): save the last good state, exit non-zero.
-    try:
-        runner.train()
-    except NonFiniteLossError as err:
-        raise SystemExit(save_nonfinite_checkpoint(runner, err))
+    runner.train()
 
 
 if __name__ == '__main__':

@@ -1,4 +1,6 @@
-from .pseudo_labels import calibration_records, evaluate_pseudo_labels, evaluate_sam_benefit
+# The pseudo-label evaluations live in mmssis.evaluation (the hooks use them); re-exported.
+from mmssis.evaluation import calibration_records, evaluate_pseudo_labels, evaluate_sam_benefit
+
 from .stages import (StageRunner, evaluate_checkpoint, evaluate_checkpoint_subprocess,
                      stage_env, train_stage)
 

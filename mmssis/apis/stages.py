@@ -14,7 +14,24 @@ import threading
 import time
 from typing import Dict, List, Optional, Sequence
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+PKG = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def project_root(pkg: str = PKG) -> str:
+    """The directory holding ``tools/train.py`` and ``configs/`` for the package at ``pkg``:
+    its source checkout, or the ``.mim`` copy inside an installed package (``setup.py``).
+
+    Raises:
+        FileNotFoundError: Neither has ``tools/train.py`` (a broken install).
+    """
+    for root in (osp.dirname(pkg), osp.join(pkg, '.mim')):
+        if osp.isfile(osp.join(root, 'tools', 'train.py')):
+            return root
+    raise FileNotFoundError(f'no tools/train.py next to {pkg} nor in {pkg}/.mim: reinstall '
+                            'mmssis (pip install .) or run from its source checkout')
+
+
+REPO = project_root()
 # Stage subprocesses alive now: terminated when the caller is interrupted (Ctrl-C), so no
 # training keeps running in the background.
 _LIVE: set = set()
@@ -22,9 +39,10 @@ _PROGRESS = (' - mmengine - INFO - Iter(', 'coco/segm_mAP', 'Error', 'calibratio
 
 
 def stage_env(threads: Optional[int] = None) -> Dict[str, str]:
-    """Environment of a stage subprocess: the repository's code first on ``sys.path``;
+    """Environment of a stage subprocess: this process' mmssis first on ``sys.path``;
     ``threads`` (when given) caps the OpenMP/MKL/torch threads of the process."""
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    env = dict(os.environ,
+               PYTHONPATH=osp.dirname(PKG) + os.pathsep + os.environ.get('PYTHONPATH', ''))
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     return env

@@ -15,7 +15,7 @@ pairs with equal labels can match. From the matches (micro-averaged over all ima
 * ``num_pred``, ``num_gt``, ``num_tp``, ``num_images``.
 
 Predictions and GT must be in one frame (:func:`mmssis.structures.align_to_gt_frame`).
-:func:`mmssis.apis.evaluate_pseudo_labels` runs a detector's pseudo-label path on images
+:func:`mmssis.evaluation.evaluate_pseudo_labels` runs a detector's pseudo-label path on images
 with GT and accumulates these metrics.
 """
 from __future__ import annotations

@@ -143,9 +143,6 @@ class EmbeddingCache:
                     misses=self.misses, evictions=self.evictions, items=len(self),
                     bytes=self._bytes, hit_rate=self.hit_rate)
 
-    def reset_stats(self) -> None:
-        self.memory_hits = self.disk_hits = self.misses = self.evictions = 0
-
     # ------------------------------------------------------------- get / put
     def get(self, key: Hashable) -> Optional[ImageEmbedding]:
         """Returns the cached embedding (float32, CPU) or ``None``; counts hit/miss."""

@@ -71,3 +71,16 @@ def test_command_stage_runs_once(tmp_path):
     for _ in range(2):
         StageRunner([dict(name='c', command=cmd)], str(tmp_path / 'runs')).run()
     assert marker.read_text() == '1'  # the second run found c/done
+
+
+def test_project_root_of_a_source_checkout_and_of_an_installed_package(tmp_path):
+    """Stages start ``tools/train.py`` from the checkout, or from the ``.mim`` copy that
+    ``setup.py`` puts inside an installed package (no source checkout there)."""
+    from mmssis.apis.stages import PKG, project_root
+    assert project_root() == REPO and project_root(PKG) == REPO
+    site = tmp_path / 'site-packages' / 'mmssis'
+    (site / '.mim' / 'tools').mkdir(parents=True)
+    (site / '.mim' / 'tools' / 'train.py').write_text('')
+    assert project_root(str(site)) == str(site / '.mim')
+    with pytest.raises(FileNotFoundError, match='no tools/train.py'):
+        project_root(str(tmp_path / 'broken' / 'mmssis'))

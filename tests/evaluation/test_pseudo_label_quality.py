@@ -12,7 +12,7 @@ from mmengine.runner import Runner
 from mmengine.structures import InstanceData
 
 import mmssis.models.detectors.semi_mask_detector as semi_mask_detector
-from mmssis.apis import evaluate_pseudo_labels
+from mmssis.evaluation import evaluate_pseudo_labels
 from mmssis.engine.hooks import PseudoLabelQualityHook
 from mmssis.evaluation import PseudoLabelQuality
 from mmssis.registry import HOOKS, MODELS

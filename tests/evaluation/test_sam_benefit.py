@@ -10,7 +10,7 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 import mmssis.models.detectors.semi_mask_detector as semi_mask_detector
-from mmssis.apis import evaluate_sam_benefit
+from mmssis.evaluation import evaluate_sam_benefit
 from mmssis.evaluation import SamBenefit, format_benefit_table, refine_decisions, sam_helps
 from mmssis.registry import MODELS
 from mmssis.testing import echo_box_refiner, gt_teacher_pseudo_instances, tiny_mask_rcnn_cfg

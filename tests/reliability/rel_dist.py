@@ -22,34 +22,6 @@ def _save(out_dir: str, name: str, rank: int, obj) -> None:
 
 
 # ------------------------------------------------------------------ checks
-def check_nonfinite_skip_agrees(rank: int, out_dir: str) -> None:
-    """Rank 1 alone gets a NaN loss at step 2: both ranks skip it, nobody hangs.
-
-    With and without ``find_unused_parameters`` (the semi configs set it): DDP must accept
-    a forward whose backward was skipped on every rank.
-    """
-    from torch.nn.parallel import DistributedDataParallel
-
-    from mmssis.engine.optim_wrappers import SkipNonFiniteOptimWrapper
-    result = {}
-    for find_unused in (False, True):
-        torch.manual_seed(0)
-        model = DistributedDataParallel(nn.Linear(2, 1), find_unused_parameters=find_unused)
-        wrapper = SkipNonFiniteOptimWrapper(
-            optimizer=torch.optim.SGD(model.parameters(), lr=0.1), max_consecutive=3)
-        x = torch.full((4, 2), float(rank + 1))
-        skipped = []
-        for step in range(1, 5):
-            loss = ((model(x) - 1.0)**2).mean()
-            if rank == 1 and step == 2:
-                loss = loss * float('nan')
-            wrapper.update_params(loss)
-            skipped.append(wrapper.total_skipped)
-        result[find_unused] = dict(skipped=skipped,
-                                   weight=model.module.weight.detach().clone())
-    _save(out_dir, 'nonfinite', rank, result)
-
-
 class _Detector(nn.Module):
     """What ConfidenceCalibrationHook needs of a semi detector."""
 
@@ -104,7 +76,7 @@ def check_derived_streams_per_rank(rank: int, out_dir: str) -> None:
     _save(out_dir, 'rng', rank, dict(arp=draws, points=points))
 
 
-CHECKS = (check_nonfinite_skip_agrees, check_calibration_thresholds_agree,
+CHECKS = (check_calibration_thresholds_agree,
           check_derived_streams_per_rank)
 
 

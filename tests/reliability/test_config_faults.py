@@ -44,6 +44,7 @@ def test_stage2_missing_sam_checkpoint_fails_at_model_build():
     assert MISSING_SAM in str(err.value) and 'vit_b' in str(err.value)
 
 
+@pytest.mark.slow
 def test_stage2_missing_sam_checkpoint_fails_before_training(tiny_demo, tmp_path):
     """Through the runner: the error comes from ``Runner.from_cfg`` (model build), before
     any data is loaded or any iteration (or checkpoint) happens."""

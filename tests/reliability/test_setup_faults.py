@@ -282,6 +282,7 @@ def test_mask2former_class_counts_and_class_weight():
         check_class_counts(cfg)
 
 
+@pytest.mark.slow
 def test_every_shipped_config_passes_the_preflight():
     """Every config (stage 2 with the opt-out: none ships a teacher checkpoint) passes;
     stage-2 configs without it ask for the stage-1 checkpoint. ~10 s."""

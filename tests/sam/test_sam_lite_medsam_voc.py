@@ -28,6 +28,7 @@ def _miou(pred: torch.Tensor, gt: torch.Tensor) -> float:
     return ((p & g).sum(1).float() / (p | g).sum(1).clamp(min=1).float()).mean().item()
 
 
+@pytest.mark.slow
 def test_lite_medsam_box_prompts_beat_boxes_on_voc():
     rgb, gt, boxes = _voc()
     assert rgb.shape == (375, 500, 3) and gt.shape == (19, 375, 500)

@@ -12,6 +12,7 @@ def _tool():
     return load_tool('misc/cache_sam_embeddings.py')
 
 
+@pytest.mark.slow
 def test_precompute_then_training_keys_hit(tiny_demo, tmp_path, monkeypatch):
     monkeypatch.setenv('MMSSIS_DEMO_ROOT', tiny_demo.root.rstrip('/') + '/')
     monkeypatch.setenv('MMSSIS_SAM_CACHE', str(tmp_path / 'cache'))

@@ -143,7 +143,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     from mmengine.registry import init_default_scope
     from mmengine.runner import load_checkpoint
 
-    from mmssis.apis.pseudo_labels import evaluate_pseudo_labels
+    from mmssis.evaluation.pseudo_label_eval import evaluate_pseudo_labels
     from mmssis.evaluation import (SamBenefit, format_benefit_table, format_quality_table,
                                    sam_helps)
     from mmssis.utils import install_safe_globals, register_all_modules

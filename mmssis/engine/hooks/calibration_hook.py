@@ -9,7 +9,7 @@ ground truth, and sets ``model.class_score_thr`` (read by
 pseudo-labels reach ``target_precision`` (:func:`mmssis.evaluation.select_thresholds`).
 
 Candidates are the detector's own pseudo-label candidates
-(:func:`mmssis.apis.calibration_records`: :meth:`SemiMaskDetector.pseudo_label` without
+(:func:`mmssis.evaluation.calibration_records`: :meth:`SemiMaskDetector.pseudo_label` without
 SAM, its mask filter but not its score threshold), compared with the ground truth in the
 ground truth's frame (:func:`mmssis.structures.align_to_gt_frame`, the same frame rule as
 the pseudo-label quality metric).
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from mmengine.dist import all_gather_object
 
-from mmssis.apis.pseudo_labels import Records, calibration_records
+from mmssis.evaluation.pseudo_label_eval import Records, calibration_records
 from mmssis.evaluation.calibration import per_class_calibration, precision_curve, select_thresholds
 from mmssis.registry import HOOKS
 from mmssis.utils.misc import unwrap_model

@@ -5,7 +5,7 @@ from typing import Dict, Optional, Union
 
 from mmengine.hooks import Hook
 
-from mmssis.apis.pseudo_labels import evaluate_pseudo_labels
+from mmssis.evaluation.pseudo_label_eval import evaluate_pseudo_labels
 from mmssis.evaluation import format_quality_table
 from mmssis.registry import HOOKS
 

@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Union
 import numpy as np
 import torch
 
-from mmssis.apis.pseudo_labels import evaluate_sam_benefit
+from mmssis.evaluation.pseudo_label_eval import evaluate_sam_benefit
 from mmssis.evaluation.sam_benefit import format_benefit_table, refine_decisions, sam_helps
 from mmssis.registry import HOOKS
 from mmssis.utils.misc import unwrap_model
@@ -37,7 +37,7 @@ class SamBenefitHook(CalibrationSliceHook):
     one pseudo-label path, :meth:`SemiMaskDetector.pseudo_label`) are refined by the
     model's SAM refiner with its policy lifted (every instance), and both masks of each
     pair are scored against the GT the teacher mask matches
-    (:func:`mmssis.apis.evaluate_sam_benefit`; pairs of all ranks gathered). A class is
+    (:func:`mmssis.evaluation.evaluate_sam_benefit`; pairs of all ranks gathered). A class is
     refined where :func:`~mmssis.evaluation.sam_helps` says its mean gain exceeds ``z``
     standard errors on >= ``min_support`` pairs; undecided classes (fewer pairs) only with
     ``refine_undecided``. Then

@@ -13,7 +13,7 @@ from mmengine.structures import InstanceData
 import mmssis.engine.hooks.calibration_hook as calib_mod
 import mmssis.engine.hooks.calibration_slice as slice_mod
 import mmssis.models.detectors.semi_mask_detector as semi_mod
-from mmssis.apis import evaluate_pseudo_labels
+from mmssis.evaluation import evaluate_pseudo_labels
 from mmssis.engine.hooks import ConfidenceCalibrationHook
 from mmssis.engine.hooks.teacher_schedule_hook import MESSAGE_HUB_INFO_KEY as SCHEDULE_KEY
 from mmssis.registry import HOOKS, MODELS

@@ -12,9 +12,11 @@ import numpy as np
 import torch
 from mmengine.structures import InstanceData
 
-from mmssis.evaluation import PseudoLabelQuality, gt_instance_masks, match_detections
 from mmssis.structures import align_to_gt_frame
 from mmssis.utils.misc import unwrap_model
+
+from .calibration import match_detections
+from .pseudo_label_quality import PseudoLabelQuality, gt_instance_masks
 
 Records = Dict[str, np.ndarray]
 _MODEL = object()
