@@ -192,3 +192,44 @@ def test_custom_data_to_exported_model(user_repo, tmp_path):
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert 'coco/segm_mAP' in res.stdout + res.stderr
+
+
+@pytest.mark.slow
+def test_cpu_trial_configs_train_on_the_users_data(user_repo, tmp_path):
+    """docs/user_guides/custom_data.md, "Try it on a CPU first": the two commands, as a user
+    runs them (tools/train.py, the shipped small model and LiteMedSAM, nothing swapped),
+    shortened to 2 iterations each; stage 2 evaluates on the user's val json."""
+    configs = user_repo / 'configs' / 'custom'
+    root = str(user_repo / 'data' / 'pets') + '/'
+    stage1_cfg = str(configs / 's4m-distill_mask-rcnn_effnetlite0_fpn_cpu-trial_sup-custom.py')
+    stage2_cfg = str(configs / 's4m_mask-rcnn_effnetlite0_fpn_cpu-trial_semi-custom.py')
+    cfg1, cfg2 = Config.fromfile(stage1_cfg), Config.fromfile(stage2_cfg)
+    assert cfg1.model.roi_head.mask_head.num_classes == 3
+    assert cfg1.train_dataloader.dataset.data_root == root
+    assert cfg1.default_hooks.logger.interval == 1 and cfg1.train_cfg.max_iters == 200
+    labeled, unlabeled = cfg2.train_dataloader.dataset.datasets
+    assert labeled.ann_file == 'annotations/labeled.json'
+    assert unlabeled.type == 'mmssis.UnlabeledImageFolder'
+    assert cfg2.model.semi_train_cfg.sam_refiner.backend.type == 'LiteMedSamBackend'
+
+    env = dict(os.environ, PYTHONPATH=REPO, MMSSIS_SAM_CACHE=str(tmp_path / 'sam_cache'))
+    short = ['train_cfg.max_iters=2', 'train_dataloader.num_workers=0',
+             'train_dataloader.persistent_workers=False']
+
+    def train(config, work, *options):
+        res = subprocess.run(
+            [sys.executable, osp.join(REPO, 'tools', 'train.py'), config, '--work-dir',
+             str(work), '--cfg-options', *short, *options],
+            cwd=str(user_repo), env=env, capture_output=True, text=True, timeout=900)
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        return res.stdout + res.stderr
+
+    train(stage1_cfg, tmp_path / 'trial_stage1')
+    stage1 = tmp_path / 'trial_stage1' / 'iter_2.pth'
+    assert stage1.is_file()
+    log = train(stage2_cfg, tmp_path / 'trial_stage2', f'load_from={stage1}',
+                'train_cfg.val_interval=2', 'val_dataloader.num_workers=0',
+                'val_dataloader.persistent_workers=False')
+    assert re.search(r'Iter\(train\) \[1/2\]', log) and re.search(r'Iter\(train\) \[2/2\]', log)
+    assert 'coco/segm_mAP' in log
+    assert (tmp_path / 'trial_stage2' / 'iter_2.pth').is_file()
