@@ -155,7 +155,9 @@ def main() -> None:
     with open(args.out + '.md', 'w') as f:
         f.write('\n'.join(lines) + '\n')
     with open(args.out + '.json', 'w') as f:
-        json.dump(dict(seeds=args.seeds, segm_ap=aps), f, indent=2)
+        # configs: what the demo report matches its rows by (mmssis.demo.report)
+        json.dump(dict(seeds=args.seeds, segm_ap=aps,
+                       configs={row: cfg for row, _, cfg, _ in rows}), f, indent=2)
     print('\n'.join(lines))
 
 

@@ -8,7 +8,8 @@ stage whose checkpoint it loads is done, with up to ``--jobs`` stages at a time 
 more work per minute than one 2-thread training). Evaluation uses mmengine's test loop with
 ``CocoMetric`` (bbox + segm), in its own process. Results are written to
 ``<work-dir>/results.json`` as ``{row: {"segm_mAP": .., "bbox_mAP": .., ...}}`` and a panel
-of the S4M pseudo-labels (teacher, SAM-refined, ARP-mixed) to ``<work-dir>/pseudo_labels.png``.
+of the S4M pseudo-labels (teacher, SAM-refined, ARP-mixed) to ``<work-dir>/pseudo_labels.png``;
+both, with the last seed ablation, go into ``<work-dir>/report.html``.
 """
 import argparse
 import json
@@ -165,6 +166,21 @@ def main() -> None:
     print(f'\nwritten {results_file}; timings (s): ' +
           ', '.join(f'{k}={v:.0f}' for k, v in timings.items()) +
           f'; total {time.time() - t0:.0f}s')
+    report = write_demo_report(args.work_dir, results,
+                               panel if osp.isfile(panel) and not args.no_panel else None)
+    print(f'\nreport (open it in a browser): {report}')
+
+
+def write_demo_report(work_dir: str, results: Dict, panel: Optional[str]) -> str:
+    """``<work_dir>/report.html``: this run's rows, the last ablation's seeds, the panel."""
+    from mmssis.demo.report import machine_description, write_report
+    with open(osp.join(REPO, 'benchmarks', 'results', 'ablation.json')) as f:
+        ablation = json.load(f)
+    notes = ['One seed: the configs as they are. The red marks are the last seed ablation '
+             '(benchmarks/results/ablation.md, its own machine and commit): rows differ by a '
+             'few points from seed to seed and between CPU kinds.']
+    return write_report(osp.join(work_dir, 'report.html'), results, ablation, panel,
+                        machine_description(), notes)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,164 @@
+"""The demo's report: one HTML page a person opens after ``make demo``.
+
+It holds this run's rows as bars (segm mAP on the demo val set) with, for each row whose
+config the last seed ablation (``benchmarks/results/ablation.json``) ran, that row's seeds
+and mean ± spread; the table of the rows; the pseudo-label panel (teacher | SAM-refined |
+ARP-mixed student) embedded as an image; the machine. Plain HTML with inline SVG: opens
+offline in any browser, nothing to install.
+"""
+import base64
+import html
+import os
+import os.path as osp
+import statistics
+from typing import Dict, List, Optional, Sequence
+
+#: Bar chart geometry (SVG user units).
+_W, _H, _BAR, _GAP, _LEFT, _TOP, _BOTTOM = 640, 260, 56, 36, 48, 16, 60
+
+
+def machine_description() -> str:
+    """CPU model, its widest vector ISA and the one torch's kernels use, cores, GPU."""
+    import torch
+    model, flags = 'unknown CPU', ''
+    if osp.isfile('/proc/cpuinfo'):
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name') and model == 'unknown CPU':
+                    model = line.split(':', 1)[1].strip()
+                elif line.startswith('flags') and not flags:
+                    flags = line
+    isa = 'AVX-512' if 'avx512f' in flags else 'AVX2' if 'avx2' in flags else 'no AVX2'
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'
+    return (f'{model} ({isa}; torch kernels: {torch.backends.cpu.get_cpu_capability()}), '
+            f'{os.cpu_count()} cores, {gpu}, torch {torch.__version__}')
+
+
+def seed_spread(values: Sequence[float]) -> Dict[str, float]:
+    """``mean``, ``spread`` (half the max - min range) and ``n`` of per-seed values."""
+    values = [float(v) for v in values]
+    spread = (max(values) - min(values)) / 2 if len(values) > 1 else 0.0
+    return dict(mean=statistics.mean(values), spread=spread, n=len(values))
+
+
+def ablation_by_config(ablation: Optional[dict]) -> Dict[str, Dict]:
+    """``config -> {row, values, mean, spread, n}`` of an ``ablation.json``.
+
+    Raises:
+        ValueError: The file has per-row values but no ``configs`` to match rows by.
+    """
+    if not ablation:
+        return {}
+    aps, configs = ablation.get('segm_ap', {}), ablation.get('configs')
+    if aps and not configs:
+        raise ValueError('ablation.json has no "configs" (row -> config): rerun '
+                         'benchmarks/ablation.py, which writes it')
+    return {configs[row]: dict(row=row, values=list(v), **seed_spread(v))
+            for row, v in aps.items() if row in configs}
+
+
+def _bars_svg(rows: List[Dict]) -> str:
+    """Bars of this run with the ablation's seeds (dots) and mean ± spread (whisker)."""
+    top = max([r['segm_mAP'] for r in rows] +
+              [max(r['seeds']['values']) for r in rows if r['seeds']] + [1e-6])
+    top = min(1.0, top * 1.15)
+    plot_h = _H - _TOP - _BOTTOM
+    y = lambda v: _TOP + plot_h * (1 - v / top)  # noqa: E731
+    width = max(_W, _LEFT + len(rows) * (_BAR + _GAP) + _GAP)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{_H}" '
+             'font-family="sans-serif" font-size="12">',
+             f'<line x1="{_LEFT}" y1="{y(0):.1f}" x2="{width}" y2="{y(0):.1f}" '
+             'stroke="#444"/>']
+    for tick in (0.25 * top, 0.5 * top, 0.75 * top):
+        parts.append(f'<text x="{_LEFT - 6}" y="{y(tick) + 4:.1f}" text-anchor="end" '
+                     f'fill="#666">{tick:.2f}</text>'
+                     f'<line x1="{_LEFT}" y1="{y(tick):.1f}" x2="{width}" y2="{y(tick):.1f}" '
+                     'stroke="#ddd"/>')
+    for i, r in enumerate(rows):
+        x = _LEFT + _GAP + i * (_BAR + _GAP)
+        v = r['segm_mAP']
+        parts.append(f'<rect class="run" data-row="{html.escape(r["row"])}" x="{x}" '
+                     f'y="{y(v):.1f}" width="{_BAR}" height="{y(0) - y(v):.1f}" '
+                     'fill="#4a7ebb"/>'
+                     f'<text x="{x + _BAR / 2}" y="{y(v) + 15:.1f}" text-anchor="middle" '
+                     f'fill="white">{v:.3f}</text>'
+                     f'<text x="{x + _BAR / 2}" y="{y(0) + 16:.1f}" text-anchor="middle">'
+                     f'{html.escape(r["row"])}</text>')
+        s = r['seeds']
+        if s:
+            cx = x + _BAR + 7  # beside the bar, clear of its label
+            lo, hi = s['mean'] - s['spread'], s['mean'] + s['spread']
+            parts.append(f'<line class="spread" x1="{cx}" y1="{y(lo):.1f}" x2="{cx}" '
+                         f'y2="{y(hi):.1f}" stroke="#c0392b" stroke-width="3"/>'
+                         f'<line x1="{cx - 5}" y1="{y(s["mean"]):.1f}" x2="{cx + 5}" '
+                         f'y2="{y(s["mean"]):.1f}" stroke="#c0392b" stroke-width="3"/>')
+            parts += [f'<circle class="seed" cx="{cx + 10}" cy="{y(val):.1f}" r="2.5" '
+                      'fill="#c0392b"/>' for val in s['values']]
+    parts.append(f'<text x="{_LEFT}" y="{_H - 12}" fill="#444">blue: this run; red: the last '
+                 'seed ablation (dots: seeds; whisker: mean ± spread)</text></svg>')
+    return ''.join(parts)
+
+
+def report_rows(results: Dict[str, Dict], ablation: Optional[dict] = None) -> List[Dict]:
+    """This run's rows (``results.json`` order) with the ablation's seeds of their config."""
+    by_config = ablation_by_config(ablation)
+    sup = results.get('sup', {}).get('segm_mAP')
+    rows = []
+    for row, r in results.items():
+        rows.append(dict(row=row, segm_mAP=float(r['segm_mAP']),
+                         bbox_mAP=float(r.get('bbox_mAP', float('nan'))),
+                         ratio=float(r['segm_mAP']) / sup if sup else None,
+                         config=r.get('config', ''),
+                         seeds=by_config.get(r.get('config', ''))))
+    return rows
+
+
+def write_report(path: str, results: Dict[str, Dict], ablation: Optional[dict] = None,
+                 panel: Optional[str] = None, machine: str = '',
+                 notes: Sequence[str] = ()) -> str:
+    """Write the demo report to ``path`` (HTML); returns ``path``.
+
+    Args:
+        path: Output ``.html`` file (its folder is created).
+        results: ``results.json`` of the run: ``{row: {segm_mAP, bbox_mAP, config}}``.
+        ablation: ``benchmarks/results/ablation.json`` (``segm_ap`` per row over seeds,
+            ``configs`` per row), or None.
+        panel: PNG of the pseudo-label panel to embed, or None.
+        machine: One line on the machine the run used (CPU model, kernel ISA).
+        notes: Paragraphs appended below the table (plain text).
+
+    Raises:
+        FileNotFoundError: ``panel`` is given and does not exist.
+    """
+    if panel is not None and not osp.isfile(panel):
+        raise FileNotFoundError(f'demo report: the pseudo-label panel {panel} does not exist')
+    rows = report_rows(results, ablation)
+    esc = html.escape
+    table = ['<table><tr><th>row</th><th>segm mAP</th><th>bbox mAP</th><th>segm / sup</th>'
+             '<th>last ablation: mean ± spread (seeds)</th><th>config</th></tr>']
+    for r in rows:
+        s = r['seeds']
+        abl = (f'{s["mean"]:.3f} ± {s["spread"]:.3f} ({", ".join(f"{v:.3f}" for v in s["values"])}'
+               f'; row "{esc(s["row"])}")' if s else 'not in the last ablation')
+        ratio = f'{r["ratio"]:.2f}' if r['ratio'] is not None else '-'
+        table.append(f'<tr><td>{esc(r["row"])}</td><td>{r["segm_mAP"]:.3f}</td>'
+                     f'<td>{r["bbox_mAP"]:.3f}</td><td>{ratio}</td><td>{abl}</td>'
+                     f'<td><code>{esc(r["config"])}</code></td></tr>')
+    table.append('</table>')
+    body = ['<h1>mmssis demo</h1>', f'<p>{esc(machine)}</p>' if machine else '',
+            '<h2>Rows (segm mAP, demo val set)</h2>', _bars_svg(rows), ''.join(table)]
+    body += [f'<p>{esc(n)}</p>' for n in notes]
+    if panel is not None:
+        with open(panel, 'rb') as f:
+            data = base64.b64encode(f.read()).decode()
+        body += ['<h2>Pseudo-labels: teacher | SAM-refined | ARP-mixed student</h2>',
+                 f'<img alt="pseudo-label panel" src="data:image/png;base64,{data}"/>']
+    page = ('<!DOCTYPE html><html><head><meta charset="utf-8"><title>mmssis demo</title>'
+            '<style>body{font-family:sans-serif;margin:2em;max-width:72em}'
+            'table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;'
+            'padding:4px 8px;text-align:left}img{max-width:100%}</style></head><body>'
+            + '\n'.join(body) + '</body></html>\n')
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write(page)
+    return path

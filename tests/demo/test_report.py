@@ -1,0 +1,89 @@
+"""mmssis.demo.report: the page `make demo` ends with."""
+import base64
+import json
+import os.path as osp
+import re
+
+import mmcv
+import numpy as np
+import pytest
+
+from mmssis.demo.report import (ablation_by_config, machine_description, report_rows,
+                                seed_spread, write_report)
+from mmssis.testing.tools import load_tool
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+SUP, SEMI, S4M = 'configs/demo/sup.py', 'configs/demo/semi.py', 'configs/demo/s4m.py'
+RESULTS = {'sup': dict(segm_mAP=0.4, bbox_mAP=0.5, config=SUP),
+           'semi': dict(segm_mAP=0.5, bbox_mAP=0.55, config=SEMI),
+           's4m': dict(segm_mAP=0.6, bbox_mAP=0.6, config=S4M)}
+ABLATION = dict(seeds=[0, 1, 2],
+                segm_ap={'supervised': [0.40, 0.38, 0.44], 'full': [0.58, 0.62, 0.60]},
+                configs={'supervised': SUP, 'full': S4M})
+
+
+def test_seed_spread_is_half_the_range():
+    assert seed_spread([0.40, 0.38, 0.44]) == pytest.approx(
+        dict(mean=0.40666667, spread=0.03, n=3))
+    assert seed_spread([0.5])['spread'] == 0.0
+
+
+def test_rows_are_matched_to_the_ablation_by_config():
+    rows = report_rows(RESULTS, ABLATION)
+    assert [r['row'] for r in rows] == ['sup', 'semi', 's4m']
+    assert [r['ratio'] for r in rows] == pytest.approx([1.0, 1.25, 1.5])
+    assert rows[0]['seeds']['row'] == 'supervised' and rows[1]['seeds'] is None
+    assert rows[2]['seeds']['values'] == [0.58, 0.62, 0.60]
+    with pytest.raises(ValueError, match='no "configs"'):
+        ablation_by_config(dict(segm_ap={'supervised': [0.4]}))
+
+
+def _bars(page):
+    return {m.group(1): float(m.group(2)) for m in re.finditer(
+        r'<rect class="run" data-row="([^"]+)" x="[0-9.]+" y="[0-9.]+" width="[0-9.]+" '
+        r'height="([0-9.]+)"', page)}
+
+
+def test_report_has_bars_spreads_table_and_the_panel(tmp_path):
+    panel = str(tmp_path / 'panel.png')
+    img = np.zeros((20, 30, 3), np.uint8)
+    img[:, :15] = 255
+    mmcv.imwrite(img, panel)
+    path = write_report(str(tmp_path / 'out' / 'report.html'), RESULTS, ABLATION, panel,
+                        machine='Test CPU (AVX2)', notes=['one seed'])
+    page = open(path, encoding='utf-8').read()
+    bars = _bars(page)
+    # bar heights are proportional to the row's segm mAP
+    assert bars['semi'] / bars['sup'] == pytest.approx(1.25, abs=0.01)
+    assert bars['s4m'] / bars['sup'] == pytest.approx(1.5, abs=0.01)
+    # seed dots and whiskers only for the two rows the ablation ran
+    assert page.count('class="seed"') == 6 and page.count('class="spread"') == 2
+    assert '0.407 ± 0.030' in page and 'not in the last ablation' in page
+    assert 'Test CPU (AVX2)' in page and '<p>one seed</p>' in page
+    data = re.search(r'src="data:image/png;base64,([^"]+)"', page).group(1)
+    assert base64.b64decode(data) == open(panel, 'rb').read()
+
+
+def test_missing_panel_is_an_error_naming_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match='nope.png'):
+        write_report(str(tmp_path / 'r.html'), RESULTS, None, str(tmp_path / 'nope.png'))
+
+
+def test_machine_line_names_the_cpu_and_the_kernels():
+    import torch
+    line = machine_description()
+    assert torch.backends.cpu.get_cpu_capability() in line and 'cores' in line
+
+
+def test_run_demo_report_uses_the_shipped_ablation(tmp_path):
+    """The report `make demo` writes: the shipped ablation.json matches the demo's rows."""
+    run_demo = load_tool('misc/run_demo.py')
+    results = {s['row']: dict(segm_mAP=0.5, bbox_mAP=0.5, config=s['config'])
+               for s in run_demo.STAGES if s.get('row') and s.get('default', True)}
+    path = run_demo.write_demo_report(str(tmp_path), results, None)
+    page = open(path, encoding='utf-8').read()
+    with open(osp.join(REPO, 'benchmarks', 'results', 'ablation.json')) as f:
+        shipped = json.load(f)
+    matched = {r['row'] for r in report_rows(results, shipped) if r['seeds']}
+    assert {'sup', 's4m'} <= matched  # supervised and the full demo config
+    assert page.count('class="spread"') == len(matched)
