@@ -153,8 +153,9 @@ def draw_pseudo_label_rows(record, normalization: Dict[str, Any],
 def tile_rows(rows: List[List[np.ndarray]], gap: int = 4, pad_val: int = 255) -> np.ndarray:
     """Tile panels into one image: a row per image, panels left to right.
 
-    Every cell is padded (bottom / right) to the largest panel size and cells are
-    separated by ``gap`` pixels of ``pad_val``.
+    Every cell has the largest panel's size; a smaller panel (the views of an image are
+    resized at random) is scaled up to fit it, keeping its aspect ratio, and centred, so
+    rows and columns line up. Cells are separated by ``gap`` pixels of ``pad_val``.
 
     Returns:
         (rows * (H + gap) - gap, cols * (W + gap) - gap, 3) uint8 RGB.
@@ -163,13 +164,20 @@ def tile_rows(rows: List[List[np.ndarray]], gap: int = 4, pad_val: int = 255) ->
     height = max(p.shape[0] for p in cells)
     width = max(p.shape[1] for p in cells)
     cols = max(len(row) for row in rows)
+    blank = np.full((height + gap, width + gap, 3), pad_val, np.uint8)
     out_rows = []
     for row in rows:
-        # A per-channel tuple: a scalar would only fill the first channel.
-        padded = [mmcv.impad(p, shape=(height + gap, width + gap), pad_val=(pad_val, ) * 3)
-                  for p in row]
-        padded += [np.full((height + gap, width + gap, 3), pad_val, np.uint8)] * (
-            cols - len(row))
+        padded = []
+        for p in row:
+            if p.shape[:2] != (height, width):
+                f = min(width / p.shape[1], height / p.shape[0])
+                size = (min(width, round(p.shape[1] * f)), min(height, round(p.shape[0] * f)))
+                p = mmcv.imresize(p, size, interpolation='bilinear')
+            cell = blank.copy()
+            top, left = (height - p.shape[0]) // 2, (width - p.shape[1]) // 2
+            cell[top:top + p.shape[0], left:left + p.shape[1]] = p
+            padded.append(cell)
+        padded += [blank] * (cols - len(row))
         out_rows.append(np.concatenate(padded, axis=1))
     grid = np.concatenate(out_rows, axis=0)
     return np.ascontiguousarray(grid[:grid.shape[0] - gap, :grid.shape[1] - gap])
