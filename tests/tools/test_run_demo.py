@@ -53,3 +53,10 @@ def test_stage_options_skip_validation_inside_training(run_demo):
         cfg = Config.fromfile(osp.join(REPO, stage['config']))
         cfg.merge_from_dict(dict(o.split('=') for o in stage['options']))
         assert int(cfg.train_cfg.val_begin) > cfg.train_cfg.max_iters, stage['name']
+
+
+def test_results_rows_are_in_stage_order(run_demo):
+    done = {'s4m': {}, 'sup': {}, 'extra': {}, 's4m_stage1': {}, 'semi': {}}
+    assert list(run_demo.in_stage_order(done)) == ['sup', 's4m_stage1', 'semi', 's4m',
+                                                   'extra']
+    assert {s['row'] for s in run_demo.STAGES if s.get('row')} <= set(run_demo.ROW_ORDER)
