@@ -63,8 +63,8 @@ from pycocotools import mask as mask_utils
 
 from mmssis.structures import encode_rle
 
-from mmssis.sam import presets
-from mmssis.sam.presets import SAM_BACKENDS
+# build_refiner is looked up here at call time (the tests replace it on this module).
+from mmssis.sam.presets import SAM_BACKENDS, build_refiner
 _MAX_NAMED = 5
 
 
@@ -156,13 +156,6 @@ def decode_prediction_masks(preds: Sequence[dict], height: int, width: int,
 def encode_mask(mask: np.ndarray) -> dict:
     """``(H, W)`` bool -> COCO compressed RLE with ``counts`` as str."""
     return encode_rle(mask)[0]
-
-
-# ----------------------------------------------------------------------------------------
-# SAM
-def build_refiner(*args, **kwargs):
-    """:func:`mmssis.sam.presets.build_refiner` (a seam the tests replace)."""
-    return presets.build_refiner(*args, **kwargs)
 
 
 # ----------------------------------------------------------------------------------------
