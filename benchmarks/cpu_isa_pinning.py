@@ -74,7 +74,9 @@ def main() -> None:
                    help='demo data (default: generated into a temporary directory)')
     p.add_argument('--out', default=osp.join(REPO, 'benchmarks/results/cpu_isa_pinning.md'))
     args = p.parse_args()
-    from paper_scale_cpu import cpu_model, git_head
+    from paper_scale_cpu import git_head
+
+    from mmssis.utils.machine import cpu_info
     work = tempfile.mkdtemp(prefix='cpu_isa_')
     data_root = args.data_root or osp.join(work, 'data')
     if args.data_root is None:
@@ -87,11 +89,10 @@ def main() -> None:
         rows.append(run(name, setting, data_root, work, args))
         print(json.dumps(rows[-1]), flush=True)
     base = rows[0]['s_per_iter']
-    flags = open('/proc/cpuinfo').read() if osp.isfile('/proc/cpuinfo') else ''
-    isa = 'AVX-512' if 'avx512f' in flags else 'AVX2' if 'avx2' in flags else 'other'
+    cpu = cpu_info()
     lines = [f'# Kernel ISA settings vs the demo\'s numbers ({git_head()})', '',
-             f'Machine: {cpu_model()} ({isa}; torch {torch.__version__} picks '
-             f'{torch.backends.cpu.get_cpu_capability()}), 1 thread. Command: `python '
+             f'Machine: {cpu["model"]} ({cpu["isa"]}; torch {torch.__version__} picks '
+             f'{cpu["torch_kernels"]}), 1 thread. Command: `python '
              f'benchmarks/cpu_isa_pinning.py --iters {args.iters}`: the demo supervised '
              f'stage, {args.iters} iterations; the loss and s/iter that mmengine logs at '
              f'iteration {args.iters} (means over the run, 4 decimals).', '',
@@ -101,7 +102,8 @@ def main() -> None:
     with open(args.out, 'w') as f:
         f.write('\n'.join(lines) + '\n')
     with open(osp.splitext(args.out)[0] + '.json', 'w') as f:
-        json.dump(dict(head=git_head(), cpu=cpu_model(), isa=isa, rows=rows), f, indent=2)
+        json.dump(dict(head=git_head(), cpu=cpu['model'], isa=cpu['isa'], rows=rows), f,
+                  indent=2)
     print(f'written {args.out}')
 
 

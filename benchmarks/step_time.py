@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import os.path as osp
-import platform
 import resource
 import subprocess
 import sys
@@ -124,14 +123,10 @@ def run_variant(variant, steps, teacher_ckpt, seed):
 
 
 def machine():
-    cpu = platform.processor()
-    try:
-        with open('/proc/cpuinfo') as f:
-            cpu = next(ln.split(':', 1)[1].strip() for ln in f if ln.startswith('model name'))
-    except (OSError, StopIteration):
-        pass
     import torch
-    return dict(cpu=cpu, cores=os.cpu_count(), torch=torch.__version__,
+
+    from mmssis.utils.machine import cpu_info
+    return dict(cpu=cpu_info()['model'], cores=os.cpu_count(), torch=torch.__version__,
                 torch_threads=torch.get_num_threads(),
                 gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
 

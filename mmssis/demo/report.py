@@ -20,17 +20,11 @@ _W, _H, _BAR, _GAP, _LEFT, _TOP, _BOTTOM = 640, 260, 56, 36, 48, 16, 60
 def machine_description() -> str:
     """CPU model, its widest vector ISA and the one torch's kernels use, cores, GPU."""
     import torch
-    model, flags = 'unknown CPU', ''
-    if osp.isfile('/proc/cpuinfo'):
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name') and model == 'unknown CPU':
-                    model = line.split(':', 1)[1].strip()
-                elif line.startswith('flags') and not flags:
-                    flags = line
-    isa = 'AVX-512' if 'avx512f' in flags else 'AVX2' if 'avx2' in flags else 'no AVX2'
+
+    from mmssis.utils.machine import cpu_info
+    cpu = cpu_info()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'
-    return (f'{model} ({isa}; torch kernels: {torch.backends.cpu.get_cpu_capability()}), '
+    return (f'{cpu["model"]} ({cpu["isa"]}; torch kernels: {cpu["torch_kernels"]}), '
             f'{os.cpu_count()} cores, {gpu}, torch {torch.__version__}')
 
 
