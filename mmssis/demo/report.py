@@ -107,9 +107,37 @@ def report_rows(results: Dict[str, Dict], ablation: Optional[dict] = None) -> Li
     return rows
 
 
+QUALITY_STAGES = (('teacher', 'teacher'), ('refined', 'SAM-refined'))
+QUALITY_COLUMNS = (('precision', 'precision'), ('recall', 'recall'),
+                   ('miou', 'mask IoU of matched'), ('best_iou', 'best IoU per GT'),
+                   ('num_pred', 'pseudo-labels'), ('num_tp', 'matched'), ('num_gt', 'GT objects'))
+
+
+def quality_table(metrics: Dict[str, float]) -> List[List[str]]:
+    """Rows ``[stage, precision, recall, ...]`` of a pseudo-label quality result.
+
+    Args:
+        metrics: ``metrics`` of ``tools/analysis_tools/pseudo_label_quality.py --out``
+            (``teacher_precision``, ``refined_miou``, ...).
+
+    Returns:
+        One row of strings per stage present in ``metrics`` (header excluded).
+    """
+    rows = []
+    for key, name in QUALITY_STAGES:
+        if f'{key}_precision' not in metrics:
+            continue
+        cells = [name]
+        for col, _ in QUALITY_COLUMNS:
+            v = float(metrics[f'{key}_{col}'])
+            cells.append(f'{v:.0f}' if col.startswith('num_') else f'{v:.3f}')
+        rows.append(cells)
+    return rows
+
+
 def write_report(path: str, results: Dict[str, Dict], ablation: Optional[dict] = None,
                  panel: Optional[str] = None, machine: str = '',
-                 notes: Sequence[str] = ()) -> str:
+                 notes: Sequence[str] = (), quality: Optional[dict] = None) -> str:
     """Write the demo report to ``path`` (HTML); returns ``path``.
 
     Args:
@@ -120,6 +148,8 @@ def write_report(path: str, results: Dict[str, Dict], ablation: Optional[dict] =
         panel: PNG of the pseudo-label panel to embed, or None.
         machine: One line on the machine the run used (CPU model, kernel ISA).
         notes: Paragraphs appended below the table (plain text).
+        quality: The ``--out`` json of ``pseudo_label_quality.py`` on the unlabelled images
+            (``metrics``, ``args``), shown as a table per stage; or None.
 
     Raises:
         FileNotFoundError: ``panel`` is given and does not exist.
@@ -142,6 +172,18 @@ def write_report(path: str, results: Dict[str, Dict], ablation: Optional[dict] =
     body = ['<h1>mmssis demo</h1>', f'<p>{esc(machine)}</p>' if machine else '',
             '<h2>Rows (segm mAP, demo val set)</h2>', _bars_svg(rows), ''.join(table)]
     body += [f'<p>{esc(n)}</p>' for n in notes]
+    if quality is not None:
+        head = ''.join(f'<th>{esc(h)}</th>' for _, h in QUALITY_COLUMNS)
+        rows_html = ''.join('<tr>' + ''.join(f'<td>{esc(c)}</td>' for c in r) + '</tr>'
+                            for r in quality_table(quality['metrics']))
+        args = quality.get('args', {})
+        body += ['<h2>Pseudo-label quality on the unlabelled images (hidden GT)</h2>',
+                 f'<table><tr><th>stage</th>{head}</tr>{rows_html}</table>',
+                 f'<p>{esc(str(int(quality["metrics"].get("teacher_num_images", 0))))} '
+                 f'unlabelled images scored against the ground truth the training never '
+                 f'saw; score threshold {esc(str(args.get("score_thr") or "of the config"))}'
+                 f', matching at mask IoU >= {esc(str(args.get("iou_thr", 0.5)))}; teacher: '
+                 f'<code>{esc(str(args.get("checkpoint", "")))}</code>.</p>']
     if panel is not None:
         with open(panel, 'rb') as f:
             data = base64.b64encode(f.read()).decode()

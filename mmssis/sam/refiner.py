@@ -48,7 +48,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmssis.registry import MODELS
-from mmssis.structures import (denormalize_views, masks_to_boxes, paired_mask_iou,
+from mmssis.structures import (denormalize_views, loosen_boxes, masks_to_boxes, paired_mask_iou,
                                project_masks, sample_homography)
 from mmssis.utils.rank_seed import run_seed, torch_generator
 from .base import ImageEmbedding, ImageLike, SamBackend, to_hwc_uint8_rgb
@@ -126,6 +126,10 @@ class SamMaskRefiner:
         policy: ``'always'``, ``'measured'`` or ``'never'`` (module docstring).
         backend_args: ``mmengine.fileio`` backend of the original images (as the data
             set's ``backend_args``: S3, petrel, ...); read only on an embedding-cache miss.
+        box_margin: Pixels (frame of the embedded image) added on each side of every
+            prompt box, clamped to the image. ``0`` (official S4M): the teacher box as it
+            is. MedSAM-family models were trained on boxes loosened by a few pixels, and a
+            predicted box that is too tight cuts the object off (SAM keeps inside the box).
     """
 
     FUSIONS = ('replace', 'mean_prob')
@@ -139,7 +143,10 @@ class SamMaskRefiner:
                  min_teacher_iou: Optional[float] = None, fusion: str = 'replace',
                  point_region: str = 'mask', empty_fallback: bool = True,
                  embed_on: str = 'original', view_extent: str = 'content',
-                 policy: str = 'always', backend_args: Optional[dict] = None) -> None:
+                 policy: str = 'always', backend_args: Optional[dict] = None,
+                 box_margin: float = 0.0) -> None:
+        if box_margin < 0:
+            raise ValueError(f'box_margin must be >= 0 pixels, got {box_margin}')
         _check_choice('point_region', point_region, ('mask', 'all'))
         _check_choice('fusion', fusion, self.FUSIONS)
         _check_choice('embed_on', embed_on, ('original', 'view'))
@@ -168,6 +175,7 @@ class SamMaskRefiner:
         self.view_extent = view_extent
         self.policy = policy
         self.backend_args = backend_args
+        self.box_margin = float(box_margin)
         #: Per class, whether its instances go to SAM under ``policy='measured'``
         #: (``None``: not measured yet).
         self.class_enabled: Optional[List[bool]] = None
@@ -176,7 +184,8 @@ class SamMaskRefiner:
         return (f'{type(self).__name__}(backend={self.backend!r}, num_points={self.num_points}, '
                 f'use_box={self.use_box}, multimask={self.multimask}, iou_thr={self.iou_thr}, '
                 f'fusion={self.fusion!r}, point_region={self.point_region!r}, '
-                f'embed_on={self.embed_on!r}, policy={self.policy!r})')
+                f'embed_on={self.embed_on!r}, policy={self.policy!r}, '
+                f'box_margin={self.box_margin:g})')
 
     def point_generator(self, *keys: Hashable) -> torch.Generator:
         """The point-sampling generator of this training step for ``keys`` (e.g. the image)."""
@@ -383,6 +392,8 @@ class SamMaskRefiner:
                 h, w = emb.original_size
                 prompt_boxes = prompt_boxes.clone()
                 prompt_boxes[empty] = prompt_boxes.new_tensor([0.0, 0.0, w, h])
+            if self.box_margin:
+                prompt_boxes = loosen_boxes(prompt_boxes, self.box_margin, emb.original_size)
         low_res, iou = self.backend.predict_low_res(
             emb, boxes=prompt_boxes, points=points if self.num_points > 0 else None,
             point_labels=labels if self.num_points > 0 else None, multimask=self.multimask)

@@ -347,6 +347,24 @@ def boxes_to_masks(boxes: Tensor, size: Tuple[int, int]) -> Tensor:
     return in_y[:, :, None] & in_x[:, None, :]
 
 
+def loosen_boxes(boxes: Tensor, margin: float, size: Tuple[int, int]) -> Tensor:
+    """``(N, 4)`` xyxy boxes grown by ``margin`` pixels on each side, clamped to ``size``.
+
+    Args:
+        boxes: ``(N, 4)`` xyxy pixels.
+        margin: Pixels added on each side (same frame as ``boxes``).
+        size: ``(H, W)`` of the image the boxes live in.
+
+    Returns:
+        ``(N, 4)`` float boxes, ``0 <= x <= W`` and ``0 <= y <= H``.
+    """
+    h, w = size
+    out = boxes.float() + boxes.new_tensor([-margin, -margin, margin, margin], dtype=torch.float32)
+    out[:, 0::2] = out[:, 0::2].clamp(0, w)
+    out[:, 1::2] = out[:, 1::2].clamp(0, h)
+    return out
+
+
 def paired_mask_iou(masks_a: Tensor, masks_b: Tensor) -> Tensor:
     """IoU of corresponding masks: ``(N, H, W)`` x ``(N, H, W)`` bool -> ``(N,)``.
 

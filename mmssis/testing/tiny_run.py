@@ -4,7 +4,7 @@ import uuid
 from mmengine.config import Config
 
 DEMO_SUP_CONFIG = 'configs/demo/mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py'
-DEMO_SEMI_CONFIG = 'configs/demo/gd_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'
+DEMO_SEMI_CONFIG = 'configs/demo/gd_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py'
 
 
 def shrink_for_test(cfg: Config, data_root: str, work_dir: str, max_iters: int = 4,
@@ -51,8 +51,10 @@ def shrink_for_test(cfg: Config, data_root: str, work_dir: str, max_iters: int =
     return cfg
 
 
-def hook_runner(model, work_dir: str, it: int = 0, vis_dir: str = None):
+def hook_runner(model, work_dir: str, it: int = 0, vis_dir: str = None,
+                max_iters: int = 1000000):
     """Enough of an mmengine ``Runner`` to drive a hook by hand: ``model``, ``iter``,
+    ``max_iters``,
     ``seed`` 0, ``work_dir``, ``build_dataloader``, and a real visualizer (local backend
     saving under ``vis_dir``, default ``<work_dir>/vis``), message hub and logger, each
     under a fresh name."""
@@ -64,6 +66,7 @@ def hook_runner(model, work_dir: str, it: int = 0, vis_dir: str = None):
     runner = MagicMock()
     runner.model = model
     runner.iter = it
+    runner.max_iters = max_iters
     runner.seed = 0
     runner.work_dir = work_dir
     runner.build_dataloader = Runner.build_dataloader

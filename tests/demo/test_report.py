@@ -87,3 +87,22 @@ def test_run_demo_report_uses_the_shipped_ablation(tmp_path):
     matched = {r['row'] for r in report_rows(results, shipped) if r['seeds']}
     assert {'sup', 's4m'} <= matched  # supervised and the full demo config
     assert page.count('class="spread"') == len(matched)
+
+
+def test_report_shows_the_pseudo_label_quality_per_stage(tmp_path):
+    from mmssis.demo.report import quality_table
+    metrics = {f'{s}_{k}': v for s, vals in (('teacher', (0.87, 0.6, 0.84, 0.74, 110, 96, 161)),
+                                             ('refined', (0.85, 0.58, 0.92, 0.80, 110, 94, 161)))
+               for k, v in zip(('precision', 'recall', 'miou', 'best_iou', 'num_pred', 'num_tp',
+                                'num_gt'), vals)}
+    metrics['teacher_num_images'] = 40
+    rows = quality_table(metrics)
+    assert rows == [['teacher', '0.870', '0.600', '0.840', '0.740', '110', '96', '161'],
+                    ['SAM-refined', '0.850', '0.580', '0.920', '0.800', '110', '94', '161']]
+    assert quality_table({k: v for k, v in metrics.items() if k.startswith('teacher')}) == rows[:1]
+    quality = dict(metrics=metrics, args=dict(checkpoint='w/s4m/final.pth', iou_thr=0.5))
+    page = open(write_report(str(tmp_path / 'r.html'), RESULTS, quality=quality),
+                encoding='utf-8').read()
+    assert 'Pseudo-label quality on the unlabelled images' in page
+    assert '<td>SAM-refined</td><td>0.850</td>' in page and '40 unlabelled images' in page
+    assert 'w/s4m/final.pth' in page

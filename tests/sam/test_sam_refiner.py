@@ -173,3 +173,23 @@ def test_mean_prob_fusion_votes_with_confidence(echo_backend, image):
     assert torch.equal(fused.boxes, masks_to_boxes(fused.masks))
     with pytest.raises(ValueError, match='fusion'):
         SamMaskRefiner(echo_backend, fusion='average')
+
+
+def test_box_margin_loosens_the_prompt_boxes_within_the_image(echo_backend, image):
+    """``box_margin``: SAM gets each teacher box grown by the margin, clamped to the image;
+    0 (official) gives the box as it is."""
+    logits, boxes = _teacher()  # image 300 x 500; the last box is 10 px from nothing
+    boxes = torch.cat([boxes, torch.tensor([[2., 3., 40., 296.]])])
+    logits = torch.cat([logits, torch.where(boxes_to_masks(boxes[3:], (300, 500)), 2.0, -4.0)])
+    plain = SamMaskRefiner(echo_backend, use_box=True, seed=0).refine(image, logits, boxes)
+    loose = SamMaskRefiner(echo_backend, use_box=True, seed=0,
+                           box_margin=6).refine(image, logits, boxes)
+    grown = boxes + torch.tensor([-6., -6., 6., 6.])
+    grown[:, 0::2] = grown[:, 0::2].clamp(0, 500)
+    grown[:, 1::2] = grown[:, 1::2].clamp(0, 300)
+    assert (plain.boxes - boxes).abs().max() <= 1.5  # echo SAM draws its prompt box
+    assert (loose.boxes - grown).abs().max() <= 1.5
+    assert loose.boxes[3, 0] == 0 and loose.boxes[3, 3] == 300  # clamped to the image
+    assert torch.equal(loose.prompt_boxes, boxes)  # the teacher boxes are reported as given
+    with pytest.raises(ValueError, match='box_margin'):
+        SamMaskRefiner(echo_backend, box_margin=-1)

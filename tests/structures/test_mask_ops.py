@@ -343,3 +343,11 @@ def test_denormalize_views_inverts_the_normalisation():
     assert out[1].shape == (4, 3, 3)
     bgr = denormalize_views(x.flip(1), [(5, 6)], mean[::-1], std[::-1], channels='bgr')
     assert np.array_equal(bgr[0], out[0])
+
+
+def test_loosen_boxes_grows_and_clamps():
+    from mmssis.structures import loosen_boxes
+    boxes = torch.tensor([[10., 20., 30., 40.], [1., 2., 99., 49.]])
+    out = loosen_boxes(boxes, 5, (50, 100))
+    assert torch.equal(out, torch.tensor([[5., 15., 35., 45.], [0., 0., 100., 50.]]))
+    assert torch.equal(boxes[0], torch.tensor([10., 20., 30., 40.]))  # input untouched

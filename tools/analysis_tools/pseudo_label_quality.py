@@ -30,7 +30,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 # Flags that build a refiner; they do not apply to ``--sam config``.
 REFINER_FLAGS = ('sam_checkpoint', 'num_points', 'use_box', 'multimask', 'fusion',
-                 'min_teacher_iou', 'embed_on', 'seed')
+                 'min_teacher_iou', 'embed_on', 'seed', 'box_margin')
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -61,6 +61,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         "teacher's and SAM's probabilities >= 0.5")
     parser.add_argument('--min-teacher-iou', type=float, default=None,
                         help="keep the teacher's mask when SAM's overlaps it less")
+    parser.add_argument('--box-margin', type=float, default=0.0,
+                        help='pixels added on each side of the prompt boxes')
     parser.add_argument('--embed-on', choices=['original', 'view'], default='original',
                         help='encode the original image or the teacher view with SAM')
     parser.add_argument('--device', default=None,
@@ -134,7 +136,8 @@ def build_pseudo_refiner(args, config_refiner):
         return MODELS.build(config_refiner).ungated()
     return build_refiner(args.sam, args.sam_checkpoint, args.device, args.num_points,
                          args.use_box, args.multimask, args.seed, fusion=args.fusion,
-                         min_teacher_iou=args.min_teacher_iou, embed_on=args.embed_on)
+                         min_teacher_iou=args.min_teacher_iou, embed_on=args.embed_on,
+                         box_margin=args.box_margin)
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, float]:

@@ -26,7 +26,7 @@ sys.path.insert(0, REPO)
 from mmssis.apis import StageRunner, stage_env  # noqa: E402
 
 DEMO = 'configs/demo/'
-REFINE = DEMO + 's4m-refine_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'
+REFINE = DEMO + 's4m-refine_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py'
 # Each stage: a name (its work dir), its config, the stage whose final checkpoint it loads
 # (stage 2 teachers come from stage 1), other stages it waits for, and the results row it
 # produces (None: no row). Listed in start order, chosen for the critical path (SAM cache,
@@ -41,9 +41,9 @@ STAGES: List[Dict] = [
     dict(name='sup', row='sup',
          config=DEMO + 'mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py'),
     dict(name='s4m', row='s4m', load_from='s4m_stage1', after=['sam_cache'],
-         config=DEMO + 's4m_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'),
+         config=DEMO + 's4m_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py'),
     dict(name='semi', row='semi', load_from='sup',
-         config=DEMO + 'gd_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'),
+         config=DEMO + 'gd_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py'),
     # Refinement alone (no ARP, no calibration): an ablation row, run with `--stages
     # s4m_refine` or `--all`; benchmarks/ablation.py reports it over 3 seeds.
     dict(name='s4m_refine', row='s4m_refine', load_from='s4m_stage1', after=['sam_cache'],
@@ -55,6 +55,9 @@ for _stage in STAGES:
     if 'config' in _stage:
         _stage['options'] = ['train_cfg.val_begin=1000000']
 PANEL_STAGE = 's4m'
+# Unlabelled images whose pseudo-labels are scored against their hidden GT (their SAM
+# embeddings are in the cache already, so this costs the teacher and SAM's decoder only).
+QUALITY_IMAGES = 60
 
 
 def parse_args() -> argparse.Namespace:
@@ -106,6 +109,39 @@ def write_panel(work_dir: str, out: str, num: int = 4) -> None:
     subprocess.run(cmd, cwd=REPO, env=stage_env(), check=True, stdout=subprocess.DEVNULL)
 
 
+def unlabelled_gt_file(data_root: str, out: str) -> str:
+    """``out``: the ground truth of the unlabelled split's images (training never reads it).
+
+    The demo generator keeps every train image's GT in ``instances_train.json``; the
+    unlabelled split lists the images only. Returns ``out``.
+    """
+    ann = osp.join(data_root, 'annotations')
+    with open(osp.join(ann, 'instances_train.json')) as f:
+        full = json.load(f)
+    unlabelled = [n for n in os.listdir(ann) if n.endswith('-unlabeled.json')]
+    if len(unlabelled) != 1:
+        raise SystemExit(f'demo: expected one *-unlabeled.json split in {ann}, found {unlabelled}')
+    with open(osp.join(ann, unlabelled[0])) as f:
+        ids = {im['id'] for im in json.load(f)['images']}
+    hidden = dict(full, images=[im for im in full['images'] if im['id'] in ids],
+                  annotations=[a for a in full['annotations'] if a['image_id'] in ids])
+    with open(out, 'w') as f:
+        json.dump(hidden, f)
+    return out
+
+
+def write_quality(work_dir: str, data_root: str, out: str, num: int = QUALITY_IMAGES) -> None:
+    """Pseudo-label quality of the S4M stage's final teacher, before and after its SAM, on
+    ``num`` unlabelled images against their hidden GT (``pseudo_label_quality.py``)."""
+    stage = next(s for s in STAGES if s['name'] == PANEL_STAGE)
+    gt = unlabelled_gt_file(data_root, osp.join(work_dir, 'unlabelled_gt.json'))
+    cmd = [sys.executable, osp.join(REPO, 'tools', 'analysis_tools', 'pseudo_label_quality.py'),
+           stage['config'], osp.join(work_dir, PANEL_STAGE, 'final.pth'), '--ann-file', gt,
+           '--img-dir', osp.join(data_root, 'images') + '/', '--max-images', str(num),
+           '--sam', 'config', '--device', 'cpu', '--out', out]
+    subprocess.run(cmd, cwd=REPO, env=stage_env(), check=True, stdout=subprocess.DEVNULL)
+
+
 def main() -> None:
     args = parse_args()
     os.chdir(REPO)
@@ -154,6 +190,15 @@ def main() -> None:
         timings['panel'] = time.time() - t
         print(f'pseudo-label panel (teacher | SAM-refined | ARP-mixed student): {panel}')
 
+    quality_file = osp.join(args.work_dir, 'pseudo_label_quality.json')
+    quality = None
+    if osp.isfile(osp.join(args.work_dir, PANEL_STAGE, 'final.pth')):
+        t = time.time()
+        write_quality(args.work_dir, args.data_root, quality_file)
+        timings['quality'] = time.time() - t
+        with open(quality_file) as f:
+            quality = json.load(f)
+
     print('\n== demo results (val set, COCO mAP)')
     sup = results.get('sup', {}).get('segm_mAP')
     print(f'{"row":<14}{"segm_mAP":>10}{"bbox_mAP":>10}{"segm/sup":>10}')
@@ -167,8 +212,16 @@ def main() -> None:
     print(f'\nwritten {results_file}; timings (s): ' +
           ', '.join(f'{k}={v:.0f}' for k, v in timings.items()) +
           f'; total {time.time() - t0:.0f}s')
+    if quality is not None:
+        from mmssis.demo.report import QUALITY_COLUMNS, quality_table
+        print(f'\n== pseudo-labels of {QUALITY_IMAGES} unlabelled images vs their hidden GT '
+              f'({quality_file})')
+        print(f'{"stage":<13}' + ''.join(f'{c:>11}' for c, _ in QUALITY_COLUMNS))
+        for row in quality_table(quality['metrics']):
+            print(f'{row[0]:<13}' + ''.join(f'{c:>11}' for c in row[1:]))
     report = write_demo_report(args.work_dir, results,
-                               panel if osp.isfile(panel) and not args.no_panel else None)
+                               panel if osp.isfile(panel) and not args.no_panel else None,
+                               quality)
     print(f'\nreport (open it in a browser): {report}')
 
 
@@ -183,7 +236,8 @@ def in_stage_order(results: Dict) -> Dict:
     return {**{row: results[row] for row in order}, **results}
 
 
-def write_demo_report(work_dir: str, results: Dict, panel: Optional[str]) -> str:
+def write_demo_report(work_dir: str, results: Dict, panel: Optional[str],
+                      quality: Optional[Dict] = None) -> str:
     """``<work_dir>/report.html``: this run's rows, the last ablation's seeds, the panel."""
     from mmssis.demo.report import machine_description, write_report
     with open(osp.join(REPO, 'benchmarks', 'results', 'ablation.json')) as f:
@@ -192,7 +246,7 @@ def write_demo_report(work_dir: str, results: Dict, panel: Optional[str]) -> str
              '(benchmarks/results/ablation.md, its own machine and commit): rows differ by a '
              'few points from seed to seed and between CPU kinds.']
     return write_report(osp.join(work_dir, 'report.html'), results, ablation, panel,
-                        machine_description(), notes)
+                        machine_description(), notes, quality)
 
 
 if __name__ == '__main__':

@@ -34,7 +34,9 @@ train_dataloader = dict(
     batch_size=2,
     num_workers=1,
     persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    # Iteration-based schedules: one endless shuffled stream (a DefaultSampler restarts the
+    # dataloader, and its worker, at every pass over the 24 labelled images).
+    sampler=dict(type='InfiniteSampler', shuffle=True),
     batch_sampler=dict(type='AspectRatioBatchSampler'),
     dataset=dict(
         type=dataset_type,

@@ -7,7 +7,8 @@ setting of the model. :class:`CalibrationSliceHook` owns the parts that are the 
 
 * **When**: after optimizer step ``step = runner.iter + 1`` if ``step >= start_iter`` and
   ``(step - start_iter) % interval == 0``, and in ``before_train`` when ``at_start`` (the
-  stage-1 teacher is already meaningful at iteration 0); a teacher that did not change since
+  stage-1 teacher is already meaningful at iteration 0), never after the last step (no step
+  would use it); a teacher that did not change since
   the last measurement (frozen before burn-in) is not measured again. "Changed" is read from
   :class:`TeacherScheduleHook`'s ``last_update_iter`` (its state in the message hub, published
   before this hook runs); without that hook every interval measures.
@@ -137,6 +138,8 @@ class CalibrationSliceHook(Hook):
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
         step = runner.iter + 1
+        if step >= runner.max_iters:
+            return  # no training step follows: nothing would use the measurement
         if step >= self.start_iter and (step - self.start_iter) % self.interval == 0:
             teacher_iter = teacher_update_iter(runner)
             if (self._measured() and teacher_iter is not None

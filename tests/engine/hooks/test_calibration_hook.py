@@ -275,7 +275,7 @@ def test_state_round_trips_through_checkpoint(tmp_path):
     assert fresh.model.class_score_thr is None and fresh_hook.thresholds is None
 
 
-CALIB_CONFIG = 'configs/demo/gd-calib_mask-rcnn_effnetlite0_fpn_300it_semi-0.08-demo.py'
+CALIB_CONFIG = 'configs/demo/gd-calib_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py'
 
 
 def _calib_run_cfg(demo, work_dir, max_iters: int):
@@ -308,3 +308,16 @@ def test_demo_calib_config_in_runner(tiny_demo, tmp_path):
     assert thr is not None and thr.shape == (len(CLASSES), )
     state = torch.load(work / 'iter_1.pth', weights_only=True)['meta']['calibration']
     assert state['iter'] == 1 and state['thresholds'] == pytest.approx(thr.tolist())
+
+
+def test_no_measurement_after_the_last_step(tmp_path):
+    """The step after the last one never comes: the hooks do not measure for it."""
+    from mmssis.engine.hooks import ConfidenceCalibrationHook
+    hook = ConfidenceCalibrationHook(dataloader=dict(), interval=5, calibrate_at_start=False)
+    calls = []
+    hook._measure_and_remember = lambda runner, step: calls.append(step)
+    runner = hook_runner(None, str(tmp_path), it=4, max_iters=10)
+    hook.after_train_iter(runner, 0)  # step 5 of 10: measured
+    runner.iter = 9
+    hook.after_train_iter(runner, 0)  # step 10 of 10: the run ends here
+    assert calls == [5]
