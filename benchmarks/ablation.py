@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import os.path as osp
-import platform
 import statistics
 import sys
 import time
@@ -30,6 +29,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from mmssis.apis import StageRunner  # noqa: E402
+from mmssis.demo.report import machine_description  # noqa: E402
 
 D = 'configs/demo/'
 SUP = D + 'mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py'
@@ -131,8 +131,8 @@ def main() -> None:
             aps[row].append(float(runner.metrics[f'{name}@seed{seed}']['coco/segm_mAP']))
             print(f'seed {seed} {row:<16} segm AP {aps[row][-1]:.3f}', flush=True)
     sup = statistics.mean(aps['supervised'])
-    lines = [f'# S4M ablation on the demo (segm AP on the 60 val images, 300 iterations per '
-             f'stage, seeds {args.seeds})', '',
+    lines = [f'# S4M ablation on the demo (segm AP on the 60 val images; stage 1: 300 '
+             f'iterations, stage 2: 200; seeds {args.seeds})', '',
              '| row | segm AP (mean ± spread) | / supervised | per seed |',
              '| --- | --- | --- | --- |']
     for row, *_ in rows:
@@ -148,7 +148,7 @@ def main() -> None:
               'the classes where it is measured to help on the calibration slice), "no '
               'refinement" the full config without SAM refinement. Spread = half the max-min '
               'range over seeds.',
-              f'Machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU; '
+              f'Machine: {machine_description()}; '
               f'{args.jobs} stage(s) at a time; wall time {time.time() - t0:.0f} s '
               '(runs found finished were not re-run).']
     os.makedirs(osp.dirname(args.out), exist_ok=True)

@@ -648,6 +648,37 @@ def _progress_bar(total: int):
     return ProgressBar(total)
 
 
+def write_unlabelled_gt(out_dir: str, out_file: str) -> str:
+    """Write the ground truth of the unlabelled split's images to ``out_file``.
+
+    Training never reads it: the unlabelled split lists the images only, while
+    ``instances_train.json`` keeps every train image's GT. Scoring pseudo-labels against it
+    measures what the teacher and SAM do on the images they label.
+
+    Args:
+        out_dir: A directory written by :func:`generate_demo_dataset`.
+        out_file: COCO json to write (images of the unlabelled split with their GT).
+
+    Returns:
+        ``out_file``.
+
+    Raises:
+        FileNotFoundError: ``out_dir`` has no single ``*-unlabeled.json`` split.
+    """
+    ann = osp.join(out_dir, 'annotations')
+    splits = sorted(n for n in os.listdir(ann) if n.endswith('-unlabeled.json'))
+    if len(splits) != 1:
+        raise FileNotFoundError(f'expected one *-unlabeled.json split in {ann}, found {splits}')
+    with open(osp.join(ann, 'instances_train.json'), encoding='utf-8') as f:
+        full = json.load(f)
+    with open(osp.join(ann, splits[0]), encoding='utf-8') as f:
+        ids = {im['id'] for im in json.load(f)['images']}
+    _write_json(out_file, dict(full, images=[im for im in full['images'] if im['id'] in ids],
+                               annotations=[a for a in full['annotations']
+                                            if a['image_id'] in ids]))
+    return out_file
+
+
 def load_demo_stats(out_dir: str) -> Optional[dict]:
     """Return the statistics recorded in ``out_dir/meta.json`` if any.
 

@@ -212,3 +212,22 @@ def test_checksum_recorded_checked_and_tampering_regenerates(tmp_path, monkeypat
     with pytest.raises(demo_data.DemoDataMismatchError, match=first):
         demo_data.generate_demo_dataset(root, **params)
     demo_data.generate_demo_dataset(root, check_reference=False, **params)
+
+
+def test_unlabelled_gt_is_the_hidden_truth_of_the_unlabelled_split(tiny_demo, tmp_path):
+    from mmssis.demo.data import write_unlabelled_gt
+    out = write_unlabelled_gt(tiny_demo.root, str(tmp_path / 'hidden.json'))
+    hidden = json.load(open(out))
+    full = json.load(open(tiny_demo.train_ann))
+    unlabelled = json.load(open(tiny_demo.unlabeled_ann))
+    assert unlabelled['annotations'] == []  # what training reads
+    ids = {im['id'] for im in unlabelled['images']}
+    assert {im['id'] for im in hidden['images']} == ids
+    assert hidden['annotations'] == [a for a in full['annotations'] if a['image_id'] in ids]
+    assert hidden['annotations'] and hidden['categories'] == full['categories']
+    import shutil
+    copy = str(tmp_path / 'copy')
+    shutil.copytree(osp.join(tiny_demo.root, 'annotations'), osp.join(copy, 'annotations'))
+    os.remove(osp.join(copy, 'annotations', osp.basename(tiny_demo.unlabeled_ann)))
+    with pytest.raises(FileNotFoundError, match='unlabeled'):
+        write_unlabelled_gt(copy, str(tmp_path / 'x.json'))

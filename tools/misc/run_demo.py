@@ -109,32 +109,12 @@ def write_panel(work_dir: str, out: str, num: int = 4) -> None:
     subprocess.run(cmd, cwd=REPO, env=stage_env(), check=True, stdout=subprocess.DEVNULL)
 
 
-def unlabelled_gt_file(data_root: str, out: str) -> str:
-    """``out``: the ground truth of the unlabelled split's images (training never reads it).
-
-    The demo generator keeps every train image's GT in ``instances_train.json``; the
-    unlabelled split lists the images only. Returns ``out``.
-    """
-    ann = osp.join(data_root, 'annotations')
-    with open(osp.join(ann, 'instances_train.json')) as f:
-        full = json.load(f)
-    unlabelled = [n for n in os.listdir(ann) if n.endswith('-unlabeled.json')]
-    if len(unlabelled) != 1:
-        raise SystemExit(f'demo: expected one *-unlabeled.json split in {ann}, found {unlabelled}')
-    with open(osp.join(ann, unlabelled[0])) as f:
-        ids = {im['id'] for im in json.load(f)['images']}
-    hidden = dict(full, images=[im for im in full['images'] if im['id'] in ids],
-                  annotations=[a for a in full['annotations'] if a['image_id'] in ids])
-    with open(out, 'w') as f:
-        json.dump(hidden, f)
-    return out
-
-
 def write_quality(work_dir: str, data_root: str, out: str, num: int = QUALITY_IMAGES) -> None:
     """Pseudo-label quality of the S4M stage's final teacher, before and after its SAM, on
     ``num`` unlabelled images against their hidden GT (``pseudo_label_quality.py``)."""
     stage = next(s for s in STAGES if s['name'] == PANEL_STAGE)
-    gt = unlabelled_gt_file(data_root, osp.join(work_dir, 'unlabelled_gt.json'))
+    from mmssis.demo.data import write_unlabelled_gt
+    gt = write_unlabelled_gt(data_root, osp.join(work_dir, 'unlabelled_gt.json'))
     cmd = [sys.executable, osp.join(REPO, 'tools', 'analysis_tools', 'pseudo_label_quality.py'),
            stage['config'], osp.join(work_dir, PANEL_STAGE, 'final.pth'), '--ann-file', gt,
            '--img-dir', osp.join(data_root, 'images') + '/', '--max-images', str(num),
