@@ -106,6 +106,18 @@ def test_plain_checkpoint_initialises_teacher_only(model):
         assert torch.equal(student_before[k], v), k
 
 
+def test_plain_checkpoint_initialises_both_with_init_student_from_teacher():
+    model = build(init_student_from_teacher=True)
+    stage1 = copy.deepcopy(model.teacher)
+    with torch.no_grad():
+        for p in stage1.parameters():
+            p.add_(1.0)
+    model.load_state_dict(stage1.state_dict(), strict=True)
+    for k, v in stage1.state_dict().items():
+        assert torch.equal(model.teacher.state_dict()[k], v), k
+        assert torch.equal(model.student.state_dict()[k], v), k
+
+
 def test_semi_checkpoint_loads_both(model):
     other = build()
     with torch.no_grad():
