@@ -298,15 +298,17 @@ def _calib_run_cfg(demo, work_dir, max_iters: int):
 
 @pytest.mark.slow
 def test_demo_calib_config_in_runner(tiny_demo, tmp_path):
-    """The -calib demo config in mmengine's Runner: calibrates at 0 and 1, saves state."""
+    """The -calib demo config in mmengine's Runner: calibrates at 0 and 1 (not after the
+    last step, 2), saves state."""
     work = tmp_path / 'run'
-    runner = Runner.from_cfg(_calib_run_cfg(tiny_demo, work, max_iters=1))
+    runner = Runner.from_cfg(_calib_run_cfg(tiny_demo, work, max_iters=2))
     runner.train()
     for step in (0, 1):
         assert (work / 'calibration' / f'reliability_iter_{step}.png').is_file()
+    assert not (work / 'calibration' / 'reliability_iter_2.png').exists()
     thr = runner.model.class_score_thr
     assert thr is not None and thr.shape == (len(CLASSES), )
-    state = torch.load(work / 'iter_1.pth', weights_only=True)['meta']['calibration']
+    state = torch.load(work / 'iter_2.pth', weights_only=True)['meta']['calibration']
     assert state['iter'] == 1 and state['thresholds'] == pytest.approx(thr.tolist())
 
 
