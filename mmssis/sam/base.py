@@ -315,8 +315,14 @@ class SamBackend(abc.ABC):
         h, w = emb.embedding.shape[-2:]
         tokens = []
         for chunk in self._chunks(sparse.shape[0]):
-            with capture_output(transformer) as store:
-                self._run_decoder(emb, sparse[chunk], dense[chunk], multimask=True)
+            # The decoder stops right after its transformer: the mask upscaling and the
+            # hypernetworks after it (about a fifth of a LiteMedSAM decoder call) do not
+            # change these tokens.
+            with capture_output(transformer, stop=True) as store:
+                try:
+                    self._run_decoder(emb, sparse[chunk], dense[chunk], multimask=True)
+                except _StopForward:
+                    pass
             keys = store['output'][1]  # (n_chunk, h*w, C): image tokens after the last block
             tokens.append(keys.transpose(1, 2).reshape(keys.shape[0], -1, h, w))
         return torch.cat(tokens) if len(tokens) > 1 else tokens[0]
@@ -356,16 +362,24 @@ class SamBackend(abc.ABC):
         return n, boxes, points, point_labels
 
 
+class _StopForward(Exception):
+    """Raised by :func:`capture_output` with ``stop=True`` once the output is captured."""
+
+
 @contextlib.contextmanager
-def capture_output(module: nn.Module) -> Iterator[Dict[str, Any]]:
+def capture_output(module: nn.Module, stop: bool = False) -> Iterator[Dict[str, Any]]:
     """Context manager capturing the (last) forward output of ``module``.
 
-    Yields a dict whose ``'output'`` entry is set after each forward call.
+    Yields a dict whose ``'output'`` entry is set after each forward call. With ``stop``
+    the hook then raises :class:`_StopForward`, ending the enclosing forward pass there
+    (the caller catches it).
     """
     store: Dict[str, Any] = {}
 
     def hook(_m, _inp, out):
         store['output'] = out
+        if stop:
+            raise _StopForward
 
     handle = module.register_forward_hook(hook)
     try:

@@ -159,6 +159,32 @@ def test_decoder_image_tokens_are_transformer_keys(tiny_backend, image):
     assert not torch.allclose(tokens[0], tokens[1])
 
 
+def test_decoder_image_tokens_stop_after_the_transformer(tiny_backend, image):
+    """The mask upscaling never runs for tokens, and the tokens are those of a full call."""
+    emb = tiny_backend.encode(image)
+    pts = torch.tensor([[[50., 60.]], [[400., 100.]], [[200., 300.]]])
+    decoder = tiny_backend.model.mask_decoder
+    full = {}
+
+    def keep(_m, _i, out):
+        full['keys'] = out[1]
+
+    handle = decoder.transformer.register_forward_hook(keep)
+    tiny_backend.predict_low_res(emb, points=pts, point_labels=torch.ones(3, 1))
+    handle.remove()
+    calls = []
+    handle = decoder.output_upscaling.register_forward_hook(lambda *a: calls.append(1))
+    tokens = tiny_backend.decoder_image_tokens(emb, pts)
+    handle.remove()
+    assert calls == []
+    h, w = tokens.shape[-2:]
+    torch.testing.assert_close(tokens, full['keys'].transpose(1, 2).reshape(3, -1, h, w),
+                               rtol=0, atol=0)
+    # the hook is gone: a later full decoder call runs to the end
+    low_res, _ = tiny_backend.predict_low_res(emb, points=pts, point_labels=torch.ones(3, 1))
+    assert low_res.shape[0] == 3
+
+
 def test_sam_frozen_and_outside_state_dict(tiny_backend):
     assert not any(p.requires_grad for p in tiny_backend.model.parameters())
     assert not tiny_backend.model.training
