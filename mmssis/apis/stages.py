@@ -160,9 +160,11 @@ class StageRunner:
     ``load_from`` (the name of the stage whose ``final.pth`` initialises it), ``after``
     (names of further stages it waits for), ``row`` (evaluate it when set) and ``options``
     (extra ``--cfg-options``). A stage with ``command`` (an argv list) runs that command
-    instead of training (once: ``<work_dir>/<name>/done`` marks it). Stages whose
-    dependencies are done start while fewer than ``jobs`` run; each runs in subprocesses
-    with ``cpu_count // jobs`` threads. Metrics land in :attr:`metrics`.
+    instead of training (once: ``<work_dir>/<name>/done`` marks it, until a stage it
+    depends on has a newer ``final.pth``). Stages whose dependencies are trained start
+    while fewer than ``jobs`` train; each runs in subprocesses with ``cpu_count // jobs``
+    threads. A stage's evaluation (one short inference pass) neither holds a slot nor
+    delays the stages that load its checkpoint. Metrics land in :attr:`metrics`.
 
     Args:
         stages: Stage dicts, dependencies before dependants.
@@ -181,6 +183,11 @@ class StageRunner:
         self.metrics: Dict[str, Dict[str, float]] = {}
         self.timings: Dict[str, float] = {}
         self.errors: Dict[str, BaseException] = {}
+        # Stages past training (their dependants may start) and those now evaluating
+        # (not counted against ``jobs``); written by the stage threads.
+        self._lock = threading.Lock()
+        self._trained: set = set()
+        self._evaluating: set = set()
 
     def stage_dir(self, name: str) -> str:
         """Work dir of stage ``name``: its ``dir`` if given, else ``<work_dir>/<name>``."""
@@ -203,6 +210,9 @@ class StageRunner:
                                options=stage.get('options', ()), force=self.force,
                                threads=self.threads, prefix=f'[{name}] ')
             self.timings[f'train_{name}'] = time.time() - t
+            with self._lock:
+                self._trained.add(name)
+                self._evaluating.add(name)
             if stage.get('row'):
                 t = time.time()
                 done = osp.join(stage_dir, 'eval', 'metrics.json')
@@ -222,7 +232,10 @@ class StageRunner:
 
     def _run_command(self, stage: Dict, stage_dir: str) -> None:
         done = osp.join(stage_dir, 'done')
-        if osp.isfile(done) and not self.force:
+        inputs = [osp.join(self.stage_dir(d), 'final.pth') for d in self.dependencies(stage)]
+        stale = any(osp.isfile(i) and osp.getmtime(i) > osp.getmtime(done)
+                    for i in inputs) if osp.isfile(done) else True
+        if not stale and not self.force:
             return
         os.makedirs(stage_dir, exist_ok=True)
         print(f'== stage {stage["name"]}: {" ".join(stage["command"][1:])}', flush=True)
@@ -273,10 +286,13 @@ class StageRunner:
                     done.add(name)
             if self.errors:  # a failed stage: let the running ones finish, start no more
                 pending = []
+            with self._lock:
+                ready = done | self._trained
+                busy = len(set(running) - self._evaluating)
             for stage in list(pending):
-                if len(running) >= self.jobs or any(
-                        d not in done for d in self.dependencies(stage)):
+                if busy >= self.jobs or any(d not in ready for d in self.dependencies(stage)):
                     continue
+                busy += 1
                 pending.remove(stage)
                 thread = threading.Thread(target=self._run_one, args=(stage, ), daemon=True)
                 running[stage['name']] = thread

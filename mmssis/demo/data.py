@@ -673,6 +673,7 @@ def write_unlabelled_gt(out_dir: str, out_file: str) -> str:
         full = json.load(f)
     with open(osp.join(ann, splits[0]), encoding='utf-8') as f:
         ids = {im['id'] for im in json.load(f)['images']}
+    os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
     _write_json(out_file, dict(full, images=[im for im in full['images'] if im['id'] in ids],
                                annotations=[a for a in full['annotations']
                                             if a['image_id'] in ids]))

@@ -84,3 +84,61 @@ def test_project_root_of_a_source_checkout_and_of_an_installed_package(tmp_path)
     assert project_root(str(site)) == str(site / '.mim')
     with pytest.raises(FileNotFoundError, match='no tools/train.py'):
         project_root(str(tmp_path / 'broken' / 'mmssis'))
+
+
+def test_an_evaluation_holds_no_slot_and_delays_no_dependant(tmp_path, monkeypatch):
+    """With one job, ``b`` (loading ``a``) trains while ``a`` is still being evaluated."""
+    import threading
+    import time
+
+    import mmssis.apis.stages as stages_mod
+    events, lock = [], threading.Lock()
+
+    def log(what):
+        with lock:
+            events.append(what)
+
+    def fake_train(config, work_dir, load_from=None, **kwargs):
+        log(f'train {osp.basename(work_dir)}')
+        os.makedirs(work_dir, exist_ok=True)
+        ckpt = osp.join(work_dir, 'final.pth')
+        open(ckpt, 'w').close()
+        return ckpt
+
+    def fake_eval(config, checkpoint, work_dir, threads=None):
+        name = osp.basename(osp.dirname(work_dir))
+        log(f'eval {name} start')
+        time.sleep(1.5 if name == 'a' else 0.0)
+        log(f'eval {name} end')
+        return {'coco/segm_mAP': 0.5}
+
+    monkeypatch.setattr(stages_mod, 'train_stage', fake_train)
+    monkeypatch.setattr(stages_mod, 'evaluate_checkpoint_subprocess', fake_eval)
+    stages = [dict(name='a', config='a.py', row='a'),
+              dict(name='b', config='b.py', row='b', load_from='a')]
+    runner = StageRunner(stages, str(tmp_path), jobs=1)
+    runner.run()
+    assert events.index('train b') < events.index('eval a end')
+    assert set(runner.metrics) == {'a', 'b'}
+
+
+def test_command_stage_reruns_when_its_input_checkpoint_is_newer(tmp_path):
+    import sys
+    import time
+    marker = tmp_path / 'count.txt'
+    cmd = [sys.executable, '-c',
+           f"p = {str(marker)!r}; import os; n = int(open(p).read()) if os.path.exists(p) "
+           "else 0; open(p, 'w').write(str(n + 1))"]
+    ckpt = tmp_path / 'runs' / 'a' / 'final.pth'
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_text('x')
+    stages = [dict(name='a', command=[sys.executable, '-c', 'pass']),
+              dict(name='c', command=cmd, after=['a'])]
+    StageRunner(stages, str(tmp_path / 'runs')).run()
+    StageRunner(stages, str(tmp_path / 'runs')).run()
+    assert marker.read_text() == '1'  # up to date: not run again
+    time.sleep(0.05)
+    ckpt.write_text('retrained')
+    os.utime(ckpt, (time.time() + 5, time.time() + 5))
+    StageRunner(stages, str(tmp_path / 'runs')).run()
+    assert marker.read_text() == '2'

@@ -42,6 +42,18 @@ def test_precompute_then_training_keys_hit(tiny_demo, tmp_path, monkeypatch):
     assert original_cache_key(rel) == original_cache_key(ds.get_data_info(0)['img_path'])
     assert osp.isabs(original_cache_key(rel))
 
+    # --include-labelled: the calibration slice (the labelled split, read by SamBenefitHook
+    # through the same refiner) is in the cache too
+    from mmssis.datasets.semi_data import build_labelled_dataset
+    lab = build_labelled_dataset(cfg)
+    lab.full_init()
+    stats = tool.main([CONFIG, '--max-images', '3', '--include-labelled'])
+    assert stats == dict(images=3 + len(lab), encoded=len(lab), cached=3)
+    assert cfg.calibration_dataloader.dataset.ann_file == lab.ann_file.split(
+        lab.data_root)[-1].lstrip('/')
+    assert all(refiner.in_cache(original_cache_key(lab.get_data_info(i)['img_path']))
+               for i in range(len(lab)))
+
 
 def test_view_embeddings_cannot_be_precomputed():
     from mmssis.sam import SamMaskRefiner, SamModelBackend

@@ -60,3 +60,22 @@ def test_results_rows_are_in_stage_order(run_demo):
     assert list(run_demo.in_stage_order(done)) == ['sup', 's4m_stage1', 'semi', 's4m',
                                                    'extra']
     assert {s['row'] for s in run_demo.STAGES if s.get('row')} <= set(run_demo.ROW_ORDER)
+
+
+def test_panel_and_quality_are_stages_after_s4m(run_demo, tiny_demo, tmp_path):
+    """They start when the S4M stage is trained (beside its evaluation and other stages)."""
+    work = str(tmp_path / 'work')
+    stages = run_demo.report_stages(run_demo.wanted_stages(None), work, tiny_demo.root,
+                                    str(tmp_path / 'panel.png'), str(tmp_path / 'q.json'))
+    extra = {s['name']: s for s in stages[-2:]}
+    assert set(extra) == {'panel', 'quality'}
+    for stage in extra.values():
+        assert stage['after'] == ['s4m'] and stage['row'] is None
+        assert osp.join(work, 's4m', 'final.pth') in stage['command']
+    assert str(tmp_path / 'q.json') in extra['quality']['command']
+    assert osp.isfile(osp.join(work, 'unlabelled_gt.json'))  # the scores' ground truth
+    no_panel = run_demo.report_stages(run_demo.wanted_stages(None), work, tiny_demo.root,
+                                      None, str(tmp_path / 'q.json'))
+    assert [s['name'] for s in no_panel[-1:]] == ['quality']
+    semi_only = run_demo.wanted_stages(['semi'])
+    assert run_demo.report_stages(semi_only, work, tiny_demo.root, None, 'q.json') == semi_only

@@ -21,6 +21,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Pre-compute SAM image embeddings')
     parser.add_argument('config', help='semi config with model.semi_train_cfg.sam_refiner')
     parser.add_argument('--max-images', type=int, default=None)
+    parser.add_argument('--include-labelled', action='store_true',
+                        help='also the labelled images (those of a calibration slice on '
+                        'the labelled split: SamBenefitHook refines them with this SAM)')
     parser.add_argument('--device', default=None, help='override the SAM device')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args(argv)
@@ -30,7 +33,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, int]:
     args = parse_args(argv)
     from mmengine.registry import DefaultScope
 
-    from mmssis.datasets.semi_data import build_unlabelled_dataset
+    from mmssis.datasets.semi_data import build_labelled_dataset, build_unlabelled_dataset
     from mmssis.registry import MODELS
     from mmssis.utils import install_safe_globals, register_all_modules
     register_all_modules(init_default_scope=False)
@@ -49,6 +52,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, int]:
     dataset.full_init()
     n = len(dataset) if args.max_images is None else min(args.max_images, len(dataset))
     paths = [dataset.get_data_info(i)['img_path'] for i in range(n)]
+    if args.include_labelled:
+        labelled = build_labelled_dataset(cfg)
+        labelled.full_init()
+        paths = [labelled.get_data_info(i)['img_path'] for i in range(len(labelled))] + paths
     t = time.time()
     stats = refiner.precompute(paths)
     cache = refiner.cache

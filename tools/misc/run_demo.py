@@ -23,7 +23,7 @@ from typing import Dict, List, Optional  # noqa: F401
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
 
-from mmssis.apis import StageRunner, stage_env  # noqa: E402
+from mmssis.apis import StageRunner  # noqa: E402
 
 DEMO = 'configs/demo/'
 REFINE = DEMO + 's4m-refine_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py'
@@ -32,10 +32,14 @@ REFINE = DEMO + 's4m-refine_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py'
 # produces (None: no row). Listed in start order, chosen for the critical path (SAM cache,
 # then full S4M): with 2 jobs the SAM embedding cache and stage 1 start together, S4M starts
 # as soon as both are done, and `sup` then `semi` fill the other slot. The cache is filled
-# once, so the SAM stage-2 runs never run SAM's image encoder.
+# once (the labelled images too: the S4M stage measures SAM's benefit on them), so the SAM
+# stage-2 runs never run SAM's image encoder. A stage's evaluation does not hold its slot,
+# and the panel and the pseudo-label scores of the S4M teacher (graph stages added by
+# `report_stages`) start as soon as S4M is trained.
 STAGES: List[Dict] = [
     dict(name='sam_cache', row=None,
-         command=[sys.executable, 'tools/misc/cache_sam_embeddings.py', REFINE]),
+         command=[sys.executable, 'tools/misc/cache_sam_embeddings.py', REFINE,
+                  '--include-labelled']),
     dict(name='s4m_stage1', row='s4m_stage1',
          config=DEMO + 's4m-distill_mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py'),
     dict(name='sup', row='sup',
@@ -99,27 +103,40 @@ def wanted_stages(names: Optional[List[str]], everything: bool = False) -> List[
     return [s for s in STAGES if s['name'] in need]
 
 
-def write_panel(work_dir: str, out: str, num: int = 4) -> None:
+def panel_command(work_dir: str, out: str, num: int = 4) -> List[str]:
     """Teacher / SAM-refined / ARP-mixed pseudo-labels of ``num`` unlabelled images."""
     stage = next(s for s in STAGES if s['name'] == PANEL_STAGE)
     ckpt = osp.join(work_dir, PANEL_STAGE, 'final.pth')
-    cmd = [sys.executable, osp.join(REPO, 'tools', 'analysis_tools', 'browse_pseudo_labels.py'),
-           stage['config'], ckpt, '--out-dir', osp.join(work_dir, 'pseudo_labels'), '--num',
-           str(num), '--sam', '--panel', out, '--device', 'cpu']
-    subprocess.run(cmd, cwd=REPO, env=stage_env(), check=True, stdout=subprocess.DEVNULL)
+    return [sys.executable, osp.join(REPO, 'tools', 'analysis_tools', 'browse_pseudo_labels.py'),
+            stage['config'], ckpt, '--out-dir', osp.join(work_dir, 'pseudo_labels'), '--num',
+            str(num), '--sam', '--panel', out, '--device', 'cpu']
 
 
-def write_quality(work_dir: str, data_root: str, out: str, num: int = QUALITY_IMAGES) -> None:
+def quality_command(work_dir: str, data_root: str, out: str,
+                    num: int = QUALITY_IMAGES) -> List[str]:
     """Pseudo-label quality of the S4M stage's final teacher, before and after its SAM, on
     ``num`` unlabelled images against their hidden GT (``pseudo_label_quality.py``)."""
     stage = next(s for s in STAGES if s['name'] == PANEL_STAGE)
     from mmssis.demo.data import write_unlabelled_gt
     gt = write_unlabelled_gt(data_root, osp.join(work_dir, 'unlabelled_gt.json'))
-    cmd = [sys.executable, osp.join(REPO, 'tools', 'analysis_tools', 'pseudo_label_quality.py'),
-           stage['config'], osp.join(work_dir, PANEL_STAGE, 'final.pth'), '--ann-file', gt,
-           '--img-dir', osp.join(data_root, 'images') + '/', '--max-images', str(num),
-           '--sam', 'config', '--device', 'cpu', '--out', out]
-    subprocess.run(cmd, cwd=REPO, env=stage_env(), check=True, stdout=subprocess.DEVNULL)
+    return [sys.executable, osp.join(REPO, 'tools', 'analysis_tools', 'pseudo_label_quality.py'),
+            stage['config'], osp.join(work_dir, PANEL_STAGE, 'final.pth'), '--ann-file', gt,
+            '--img-dir', osp.join(data_root, 'images') + '/', '--max-images', str(num),
+            '--sam', 'config', '--device', 'cpu', '--out', out]
+
+
+def report_stages(stages: List[Dict], work_dir: str, data_root: str, panel: Optional[str],
+                  quality: str) -> List[Dict]:
+    """``stages`` plus the panel (unless ``panel`` is None) and the pseudo-label scores of
+    the S4M teacher, as command stages after :data:`PANEL_STAGE` (when it is among them)."""
+    if not any(s['name'] == PANEL_STAGE for s in stages):
+        return stages
+    extra = [dict(name='quality', row=None, after=[PANEL_STAGE],
+                  command=quality_command(work_dir, data_root, quality))]
+    if panel is not None:
+        extra.append(dict(name='panel', row=None, after=[PANEL_STAGE],
+                          command=panel_command(work_dir, panel)))
+    return stages + extra
 
 
 def main() -> None:
@@ -141,8 +158,11 @@ def main() -> None:
     if osp.isfile(results_file):
         with open(results_file) as f:
             results = json.load(f)
-    runner = StageRunner(wanted_stages(args.stages, args.all), args.work_dir, args.jobs,
-                         args.force)
+    panel = osp.join(args.work_dir, 'pseudo_labels.png')
+    quality_file = osp.join(args.work_dir, 'pseudo_label_quality.json')
+    stages = report_stages(wanted_stages(args.stages, args.all), args.work_dir,
+                           args.data_root, None if args.no_panel else panel, quality_file)
+    runner = StageRunner(stages, args.work_dir, args.jobs, args.force)
     try:
         runner.run()
     except RuntimeError as e:
@@ -163,19 +183,10 @@ def main() -> None:
             json.dump(results, f, indent=2)
     timings.update(runner.timings)
 
-    panel = osp.join(args.work_dir, 'pseudo_labels.png')
-    if not args.no_panel and any(s['name'] == PANEL_STAGE for s in runner.stages):
-        t = time.time()
-        write_panel(args.work_dir, panel)
-        timings['panel'] = time.time() - t
+    if not args.no_panel and osp.isfile(panel):
         print(f'pseudo-label panel (teacher | SAM-refined | ARP-mixed student): {panel}')
-
-    quality_file = osp.join(args.work_dir, 'pseudo_label_quality.json')
     quality = None
-    if osp.isfile(osp.join(args.work_dir, PANEL_STAGE, 'final.pth')):
-        t = time.time()
-        write_quality(args.work_dir, args.data_root, quality_file)
-        timings['quality'] = time.time() - t
+    if any(s['name'] == 'quality' for s in runner.stages) and osp.isfile(quality_file):
         with open(quality_file) as f:
             quality = json.load(f)
 
