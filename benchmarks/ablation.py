@@ -85,7 +85,8 @@ def seed_stages(seed: int, root: str, rows: List[str] = None) -> List[Dict]:
         # cache, MMSSIS_SAM_CACHE)
         stages.append(dict(name=f'sam_cache@seed{seed}', dir=osp.join(root, 'sam_cache'),
                            row=None, command=[sys.executable,
-                                              'tools/misc/cache_sam_embeddings.py', REFINE]))
+                                              'tools/misc/cache_sam_embeddings.py', REFINE,
+                                              '--include-labelled']))
     stages += [stage(name, config=cfg, row=row, load_from=teacher,
                      after=['sam_cache'] if name in sam_rows else [])
                for row, name, cfg, teacher in wanted if name != 'sup']
@@ -131,8 +132,10 @@ def main() -> None:
             aps[row].append(float(runner.metrics[f'{name}@seed{seed}']['coco/segm_mAP']))
             print(f'seed {seed} {row:<16} segm AP {aps[row][-1]:.3f}', flush=True)
     sup = statistics.mean(aps['supervised'])
-    lines = [f'# S4M ablation on the demo (segm AP on the 60 val images; stage 1: 300 '
-             f'iterations, stage 2: 200; seeds {args.seeds})', '',
+    from mmengine.config import Config
+    iters = [Config.fromfile(c).train_cfg.max_iters for c in (SUP, SEMI)]
+    lines = [f'# S4M ablation on the demo (segm AP on the 60 val images; stage 1: {iters[0]} '
+             f'iterations, stage 2: {iters[1]}; seeds {args.seeds})', '',
              '| row | segm AP (mean ± spread) | / supervised | per seed |',
              '| --- | --- | --- | --- |']
     for row, *_ in rows:
