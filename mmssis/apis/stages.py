@@ -183,11 +183,10 @@ class StageRunner:
         self.metrics: Dict[str, Dict[str, float]] = {}
         self.timings: Dict[str, float] = {}
         self.errors: Dict[str, BaseException] = {}
-        # Stages past training (their dependants may start) and those now evaluating
-        # (not counted against ``jobs``); written by the stage threads.
+        # Stages past training, written by the stage threads: their dependants may start,
+        # and while they evaluate they do not count against ``jobs``.
         self._lock = threading.Lock()
         self._trained: set = set()
-        self._evaluating: set = set()
 
     def stage_dir(self, name: str) -> str:
         """Work dir of stage ``name``: its ``dir`` if given, else ``<work_dir>/<name>``."""
@@ -212,7 +211,6 @@ class StageRunner:
             self.timings[f'train_{name}'] = time.time() - t
             with self._lock:
                 self._trained.add(name)
-                self._evaluating.add(name)
             if stage.get('row'):
                 t = time.time()
                 done = osp.join(stage_dir, 'eval', 'metrics.json')
@@ -232,11 +230,12 @@ class StageRunner:
 
     def _run_command(self, stage: Dict, stage_dir: str) -> None:
         done = osp.join(stage_dir, 'done')
-        inputs = [osp.join(self.stage_dir(d), 'final.pth') for d in self.dependencies(stage)]
-        stale = any(osp.isfile(i) and osp.getmtime(i) > osp.getmtime(done)
-                    for i in inputs) if osp.isfile(done) else True
-        if not stale and not self.force:
-            return
+        if osp.isfile(done) and not self.force:
+            inputs = [osp.join(self.stage_dir(d), 'final.pth')
+                      for d in self.dependencies(stage)]
+            if not any(osp.isfile(i) and osp.getmtime(i) > osp.getmtime(done)
+                       for i in inputs):
+                return
         os.makedirs(stage_dir, exist_ok=True)
         print(f'== stage {stage["name"]}: {" ".join(stage["command"][1:])}', flush=True)
         _run_logged(list(stage['command']), osp.join(stage_dir, 'run.log'),
@@ -288,7 +287,7 @@ class StageRunner:
                 pending = []
             with self._lock:
                 ready = done | self._trained
-                busy = len(set(running) - self._evaluating)
+                busy = len(set(running) - self._trained)
             for stage in list(pending):
                 if busy >= self.jobs or any(d not in ready for d in self.dependencies(stage)):
                     continue

@@ -183,10 +183,11 @@ def main() -> None:
             json.dump(results, f, indent=2)
     timings.update(runner.timings)
 
-    if not args.no_panel and osp.isfile(panel):
+    ran = {s['name'] for s in runner.stages}
+    if 'panel' in ran:
         print(f'pseudo-label panel (teacher | SAM-refined | ARP-mixed student): {panel}')
     quality = None
-    if any(s['name'] == 'quality' for s in runner.stages) and osp.isfile(quality_file):
+    if 'quality' in ran:  # the stage succeeded (runner.run raised otherwise): its file is there
         with open(quality_file) as f:
             quality = json.load(f)
 
