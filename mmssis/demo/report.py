@@ -107,7 +107,7 @@ def report_rows(results: Dict[str, Dict], ablation: Optional[dict] = None) -> Li
     return rows
 
 
-QUALITY_STAGES = (('teacher', 'teacher'), ('refined', 'SAM-refined'))
+QUALITY_STAGES = (('teacher', 'teacher'), ('refined', 'SAM-refined'), ('mixed', 'ARP-mixed'))
 QUALITY_COLUMNS = (('precision', 'precision'), ('recall', 'recall'),
                    ('miou', 'mask IoU of matched'), ('best_iou', 'best IoU per GT'),
                    ('num_pred', 'pseudo-labels'), ('num_tp', 'matched'), ('num_gt', 'GT objects'))
@@ -183,7 +183,12 @@ def write_report(path: str, results: Dict[str, Dict], ablation: Optional[dict] =
                  f'unlabelled images scored against the ground truth the training never '
                  f'saw; score threshold {esc(str(args.get("score_thr") or "of the config"))}'
                  f', matching at mask IoU >= {esc(str(args.get("iou_thr", 0.5)))}; teacher: '
-                 f'<code>{esc(str(args.get("checkpoint", "")))}</code>.</p>']
+                 f'<code>{esc(str(args.get("checkpoint", "")))}</code>.'
+                 + (' ARP-mixed: the last stage\'s pseudo-labels after the config\'s ARP '
+                    'mixing of each batch of '
+                    f'{esc(str(args.get("batch_size", 2)))} images, against the ground '
+                    'truth mixed the same way (what the student is trained on).'
+                    if 'mixed_precision' in quality['metrics'] else '') + '</p>']
     if panel is not None:
         with open(panel, 'rb') as f:
             data = base64.b64encode(f.read()).decode()

@@ -6,14 +6,16 @@ frame with :func:`mmssis.structures.align_to_gt_frame` and match them with the s
 rule (:func:`mmssis.structures.match_instances`). Used by the pseudo-label quality and
 calibration hooks and by ``tools/analysis_tools/pseudo_label_quality.py``.
 """
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import torch
 from mmengine.structures import InstanceData
+from torch import Tensor
 
 from mmssis.structures import align_to_gt_frame
 from mmssis.utils.misc import unwrap_model
+from mmssis.utils.rank_seed import numpy_generator
 
 from .calibration import match_detections
 from .pseudo_label_quality import PseudoLabelQuality, gt_instance_masks
@@ -33,11 +35,68 @@ def _in_gt_frame(pred: InstanceData, sample, frame) -> InstanceData:
     return InstanceData(masks=masks, labels=pred.labels, scores=pred.scores), (h, w)
 
 
+def mix_with_gt(mixer, preds: List[InstanceData], gts: List[InstanceData],
+                rng: np.random.Generator) -> List[Tuple[InstanceData, InstanceData]]:
+    """Pseudo-labels and ground truth of a batch after the same ARP mixing.
+
+    The mixer pastes pseudo-instances (the pixels under their masks) between images, so
+    the objects the student then sees are the ground-truth objects under the pasted and
+    the remaining pixels. The batch's images are replaced by maps of ground-truth object
+    ids (one channel, 0 = background) and mixed with the pseudo-labels by ``mixer``: its
+    draws depend on the masks only, and an id moves with its pixel, so the mixed id maps
+    are the ground truth of the mixed images. Needs non-overlapping GT masks (visible
+    parts, as COCO-style instance annotations of one image are).
+
+    Args:
+        mixer: An ``ARPInstanceMixer`` (called as ``mixer(inputs, samples, rng=rng)``).
+        preds: ``B`` pseudo-labels in their images' GT frames (``masks`` (N, H_b, W_b)
+            bool, ``labels``, ``scores``).
+        gts: ``B`` ground truths in the same frames (``masks`` (G, H_b, W_b), ``labels``).
+        rng: The mixing draws.
+
+    Returns:
+        ``B`` pairs ``(pseudo-labels, ground truth)`` after mixing, in the same frames
+        (images the mixer left alone come back unchanged).
+    """
+    from mmdet.structures import DetDataSample
+    shapes = [tuple(int(v) for v in g.masks.shape[-2:]) for g in gts]
+    h_pad, w_pad = (max(s[k] for s in shapes) for k in (0, 1))
+    ids = torch.zeros((len(gts), 1, h_pad, w_pad), dtype=torch.float64)
+    labels: List[Tensor] = []
+    samples = []
+    for n, (pred, gt, (h, w)) in enumerate(zip(preds, gts, shapes)):
+        masks = gt.masks.cpu().bool()
+        base = sum(len(g) for g in gts[:n])
+        for g in range(len(gt)):
+            ids[n, 0, :h, :w][masks[g]] = base + g + 1
+        labels.append(gt.labels.cpu())
+        pm = torch.zeros((len(pred), h_pad, w_pad), dtype=torch.bool)
+        pm[:, :h, :w] = pred.masks.cpu().bool()
+        sample = DetDataSample(metainfo=dict(img_shape=(h, w)))
+        sample.gt_instances = InstanceData(masks=pm, labels=pred.labels.cpu(),
+                                           scores=pred.scores.cpu())
+        samples.append(sample)
+    all_labels = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long)
+    mixed = mixer(ids, samples, rng=rng)
+    out = []
+    for n, (h, w) in enumerate(shapes):
+        id_map = mixed.inputs[n, 0, :h, :w].long()
+        present = torch.unique(id_map)
+        present = present[present > 0]
+        gt_masks = id_map[None] == present[:, None, None]
+        inst = mixed.samples[n].gt_instances
+        out.append((InstanceData(masks=inst.masks[:, :h, :w], labels=inst.labels,
+                                 scores=inst.scores),
+                    InstanceData(masks=gt_masks, labels=all_labels[present - 1])))
+    return out
+
+
 @torch.no_grad()
 def evaluate_pseudo_labels(model, dataloader: Iterable, max_images: Optional[int] = None,
                            refiner=_MODEL, iou_thr: float = 0.5, class_aware: bool = True,
-                           progress: bool = False, sam_benefit=None) -> Dict[str, float]:
-    """Scores the teacher's (and SAM-refined) pseudo-masks against GT masks.
+                           progress: bool = False, sam_benefit=None,
+                           mixer=None) -> Dict[str, float]:
+    """Scores the teacher's (and SAM-refined, and ARP-mixed) pseudo-masks against GT masks.
 
     Args:
         model: A ``SemiMaskDetector`` (possibly wrapped in DDP).
@@ -52,11 +111,15 @@ def evaluate_pseudo_labels(model, dataloader: Iterable, max_images: Optional[int
         sam_benefit: A :class:`mmssis.evaluation.SamBenefit` to fill from the same
             pseudo-labels (per-class teacher vs refined IoU pairs; those of all ranks,
             gathered like the quality metrics), or None.
+        mixer: An ``ARPInstanceMixer`` or None. With one, the last stage's pseudo-labels
+            (refined, else the teacher's) of each batch are mixed as the student would
+            receive them and scored against the equally mixed GT (:func:`mix_with_gt`;
+            batch ``k`` draws from the mixer's seed, ``'arp-eval'`` and ``k``).
 
     Returns:
         ``teacher_<metric>`` (and ``refined_<metric>`` plus ``miou_gain`` =
-        ``refined_miou - teacher_miou`` with a refiner) for every metric of
-        :meth:`PseudoLabelQuality.compute`.
+        ``refined_miou - teacher_miou`` with a refiner; ``mixed_<metric>`` with a mixer)
+        for every metric of :meth:`PseudoLabelQuality.compute`.
     """
     model = unwrap_model(model)
     _check_semi(model)
@@ -65,6 +128,8 @@ def evaluate_pseudo_labels(model, dataloader: Iterable, max_images: Optional[int
     stats = {'teacher': PseudoLabelQuality(iou_thr, class_aware)}
     if refiner is not None:
         stats['refined'] = PseudoLabelQuality(iou_thr, class_aware)
+    if mixer is not None:
+        stats['mixed'] = PseudoLabelQuality(iou_thr, class_aware)
     was_training = model.training
     model.eval()
     bar = None
@@ -74,7 +139,7 @@ def evaluate_pseudo_labels(model, dataloader: Iterable, max_images: Optional[int
         bar = ProgressBar(min(total, max_images or total))
     seen = 0
     try:
-        for batch in dataloader:
+        for batch_index, batch in enumerate(dataloader):
             if max_images is not None and seen >= max_images:
                 break
             data = model.data_preprocessor(batch, False)
@@ -84,6 +149,7 @@ def evaluate_pseudo_labels(model, dataloader: Iterable, max_images: Optional[int
                 inputs, samples = inputs[:keep], samples[:keep]
             gts = [gt_instance_masks(s.gt_instances) for s in samples]
             record = model.pseudo_label(inputs, samples, refine=refiner or False)
+            last: List[Tuple[InstanceData, InstanceData]] = []
             for i, sample in enumerate(samples):
                 frame, gt = gts[i]
                 stages = [('teacher', record.kept[i])]
@@ -91,12 +157,17 @@ def evaluate_pseudo_labels(model, dataloader: Iterable, max_images: Optional[int
                     stages.append(('refined', record.refined[i]))
                 for name, pred in stages:
                     pred, (h, w) = _in_gt_frame(pred, sample, frame)
-                    stats[name].update(pred, InstanceData(masks=gt.masks[:, :h, :w],
-                                                          labels=gt.labels))
+                    gt_in = InstanceData(masks=gt.masks[:, :h, :w], labels=gt.labels)
+                    stats[name].update(pred, gt_in)
+                last.append((pred, gt_in))
                 if sam_benefit is not None and record.refined is not None:
                     _add_pairs(sam_benefit, record, i, sample, frame, gt)
                 if bar is not None:
                     bar.update()
+            if mixer is not None:
+                rng = numpy_generator(mixer.seed, 'arp-eval', batch_index, step=0)
+                for pred, gt_in in mix_with_gt(mixer, *zip(*last), rng=rng):
+                    stats['mixed'].update(pred, gt_in)
             seen += len(samples)
     finally:
         model.train(was_training)

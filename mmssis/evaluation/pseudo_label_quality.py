@@ -111,9 +111,9 @@ def gt_instance_masks(gt: InstanceData) -> Tuple[Tuple[int, int], InstanceData]:
 
 
 def format_quality_table(metrics: Dict[str, float]) -> str:
-    """A small text table (rows teacher/refined; precision, recall, mIoU ...)."""
+    """A small text table (rows teacher/refined/mixed; precision, recall, mIoU ...)."""
     cols = ('precision', 'recall', 'miou', 'best_iou', 'num_pred', 'num_gt', 'num_tp')
-    rows = [n for n in ('teacher', 'refined') if f'{n}_precision' in metrics]
+    rows = [n for n in ('teacher', 'refined', 'mixed') if f'{n}_precision' in metrics]
     lines = ['stage    ' + ''.join(f'{c:>11}' for c in cols)]
     for r in rows:
         vals = []

@@ -124,6 +124,15 @@ def test_gt_teacher_scores_perfectly_and_refiner_is_scored(tiny_demo, monkeypatc
         assert metrics[f'teacher_{key}'] == pytest.approx(1.0)
     assert 0.3 < metrics['refined_best_iou'] < 0.99
     assert metrics['miou_gain'] < 0
+    # ARP on the GT teacher's pseudo-labels: pasted copies become new GT objects, scored
+    # perfectly because the GT moves with them
+    from mmssis.models.augments import ARPInstanceMixer
+    mixed = evaluate_pseudo_labels(model, loader, refiner=None,
+                                   mixer=ARPInstanceMixer(num_pairs=1, min_area=50, seed=0))
+    for key in ('precision', 'recall', 'miou'):
+        assert mixed[f'mixed_{key}'] == pytest.approx(1.0)
+    assert mixed['mixed_num_gt'] > mixed['teacher_num_gt']
+    assert 'refined_miou' not in mixed
     # max_images limits the slice
     assert evaluate_pseudo_labels(model, loader, max_images=1,
                                   refiner=None)['teacher_num_images'] == 1
@@ -198,3 +207,54 @@ def test_analysis_tool_rejects_refiner_flags_with_sam_config(capsys):
     assert tool.parse_args(['c.py', 'k.pth', '--sam', 'config', '--fusion', 'replace']).sam \
         == 'config'
     assert tool.parse_args(['c.py', 'k.pth', '--fusion', 'mean_prob']).fusion == 'mean_prob'
+
+
+def _mixer(**kw):
+    from mmssis.models.augments import ARPInstanceMixer
+    return ARPInstanceMixer(**dict(dict(num_pairs=1, min_area=4, seed=0), **kw))
+
+
+def _disc(cx, cy, r, size=(20, 20)):
+    yy, xx = torch.meshgrid(torch.arange(size[0]), torch.arange(size[1]), indexing='ij')
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+
+
+def test_mix_with_gt_moves_ground_truth_with_the_pasted_pixels():
+    """Pseudo-labels equal to the GT stay equal to the GT after mixing: the id maps move
+    exactly as the mixer moves pixels and masks."""
+    import numpy as np
+
+    from mmssis.evaluation.pseudo_label_eval import mix_with_gt
+    gts = [_inst([_box(2, 2, 9, 9), _box(12, 12, 18, 18)], [0, 1]),
+           _inst([_disc(10, 10, 5)], [2])]
+    preds = [_inst(list(g.masks), g.labels.tolist(), [0.9] * len(g)) for g in gts]
+    out = mix_with_gt(_mixer(), preds, gts, np.random.default_rng(0))
+    assert len(out) == 2
+    for pred, gt in out:
+        assert torch.equal(pred.masks.sum(0) > 0, gt.masks.sum(0) > 0)
+        metrics = _metrics(pred, gt)
+        for key in ('precision', 'recall', 'miou'):
+            assert metrics[key] == pytest.approx(1.0)
+    # image 0 received the disc (label 2) and image 1 the two boxes
+    assert 2 in out[0][1].labels.tolist() and len(out[0][1]) >= 2
+    assert {0, 1} <= set(out[1][1].labels.tolist())
+
+
+def test_mix_with_gt_pastes_only_the_object_under_a_sloppy_pseudo_mask():
+    """A box pseudo-mask around a disc pastes the disc plus background: in the mixed image
+    the pasted object is the disc's part only, so the pasted pseudo-mask scores its
+    precision-like IoU |disc| / |box|, while the image without pasting scores as before."""
+    import numpy as np
+
+    from mmssis.evaluation.pseudo_label_eval import mix_with_gt
+    disc = _disc(10, 10, 4)
+    gts = [_inst([disc], [0]), _inst([], [])]
+    preds = [_inst([_box(5, 5, 16, 16)], [0], [0.9]), _inst([], [], [])]
+    # static placement: the box lands where it was, on the empty image 1
+    (p0, g0), (p1, g1) = mix_with_gt(_mixer(placement='static'), preds, gts,
+                                     np.random.default_rng(0))
+    assert torch.equal(p0.masks, preds[0].masks) and torch.equal(g0.masks, gts[0].masks)
+    assert p1.masks.shape[0] == 1 and g1.masks.shape[0] == 1
+    assert torch.equal(g1.masks[0], disc) and torch.equal(p1.masks[0], _box(5, 5, 16, 16))
+    iou = _metrics(p1, g1, iou_thr=0.1)['miou']
+    assert iou == pytest.approx(disc.sum().item() / 121)

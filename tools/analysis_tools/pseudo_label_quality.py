@@ -14,7 +14,10 @@ against the GT masks (greedy matching at IoU >= 0.5; see
 
 A plain (stage-1) detector config/checkpoint is wrapped in a ``SemiMaskDetector`` whose
 teacher receives the checkpoint; a semi-supervised config is used as is (its teacher
-predicts). ``--sam config`` uses the config's ``semi_train_cfg.sam_refiner``.
+predicts). ``--sam config`` uses the config's ``semi_train_cfg.sam_refiner``. A config with an
+``instance_mixer`` (ARP) also scores the last stage's pseudo-labels after the config's mixing
+of each batch (``--batch-size`` images, as the student receives them) against the equally
+mixed ground truth (``mixed``).
 """
 from __future__ import annotations
 
@@ -167,7 +170,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     metrics = evaluate_pseudo_labels(model, loader, max_images=args.max_images,
                                      refiner=refiner, iou_thr=args.iou_thr,
                                      class_aware=not args.class_agnostic, progress=True,
-                                     sam_benefit=benefit)
+                                     sam_benefit=benefit, mixer=model.instance_mixer)
     print()
     print(f'pseudo-labels: score_thr={model.semi_train_cfg.score_thr}, '
           f'mask_thr={model.semi_train_cfg.mask_thr}, '

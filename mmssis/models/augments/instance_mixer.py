@@ -383,14 +383,20 @@ class ARPInstanceMixer:
         return share
 
     # ------------------------------------------------------------------------------
-    def __call__(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> MixResult:
+    def __call__(self, batch_inputs: Tensor, batch_data_samples: SampleList,
+                 rng: Optional[np.random.Generator] = None) -> MixResult:
         """Mix instances between random image pairs of the student batch.
 
         Args:
-            batch_inputs: ``(B, 3, H_pad, W_pad)`` normalised student images.
+            batch_inputs: ``(B, C, H_pad, W_pad)`` normalised student images (any channel
+                count: the draws depend on the masks only, and every channel of a pasted
+                pixel comes from the same source pixel).
             batch_data_samples: ``B`` samples with ``img_shape`` and ``gt_instances``
                 (``masks``, ``labels``, optionally ``scores`` and ``bboxes`` xyxy: with
                 them the mixed instances get the boxes of their new masks).
+            rng: The draws (pairs, scales, shifts); default: the training step's
+                generator (:attr:`rng`). An evaluation that mixes several batches outside
+                training passes its own.
 
         Returns:
             A :class:`MixResult`: a new image tensor and a new list in which the mixed
@@ -402,7 +408,7 @@ class ARPInstanceMixer:
         batch_size = len(batch_data_samples)
         if batch_size < 2:
             self.check_layout(batch_size)
-        rng = self.rng
+        rng = self.rng if rng is None else rng
         if self.prob < 1 and rng.random() >= self.prob:
             return MixResult(batch_inputs, batch_data_samples, stats)
         num_pairs = self.pairs_for(batch_size)
