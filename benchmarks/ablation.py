@@ -34,12 +34,12 @@ from mmssis.demo.report import machine_description  # noqa: E402
 D = 'configs/demo/'
 SUP = D + 'mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py'
 DISTILL = D + 's4m-distill_mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py'
-SEMI = D + 'gd_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py'
-REFINE = D + 's4m-refine_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py'
-ARP = D + 's4m-arp_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py'
-S4M_ALWAYS = D + 's4m-sam-always_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py'
-S4M_NEVER = D + 's4m-sam-never_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py'
-S4M = D + 's4m_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py'
+SEMI = D + 'gd_mask-rcnn_effnetlite0_fpn_150it_semi-0.08-demo.py'
+REFINE = D + 's4m-refine_mask-rcnn_effnetlite0_fpn_150it_semi-0.08-demo.py'
+ARP = D + 's4m-arp_mask-rcnn_effnetlite0_fpn_150it_semi-0.08-demo.py'
+S4M_ALWAYS = D + 's4m-sam-always_mask-rcnn_effnetlite0_fpn_150it_semi-0.08-demo.py'
+S4M_NEVER = D + 's4m-sam-never_mask-rcnn_effnetlite0_fpn_150it_semi-0.08-demo.py'
+S4M = D + 's4m_mask-rcnn_effnetlite0_fpn_150it_semi-0.08-demo.py'
 # (table row, stage name, config, teacher stage). Stage names match tools/misc/run_demo.py
 # where the run is the same.
 ROWS = [

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONFIG = 'configs/demo/s4m_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py'
+CONFIG = 'configs/demo/s4m_mask-rcnn_effnetlite0_fpn_150it_semi-0.08-demo.py'
 
 
 def load_cfg(work: str, score_thr: float):

@@ -24,15 +24,15 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from mmssis.apis import stage_env  # noqa: E402
-from mmssis.demo.report import QUALITY_COLUMNS, machine_description, seed_spread  # noqa: E402
+from mmssis.demo.report import (QUALITY_COLUMNS, QUALITY_STAGES, machine_description,
+                                seed_spread)  # noqa: E402
 
 D = 'configs/demo/'
 # (row, stage directory, config, --sam)
 TEACHERS = [
-    ('semi', 'semi', D + 'gd_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py', 'none'),
-    ('s4m', 's4m', D + 's4m_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py', 'config'),
+    ('semi', 'semi', D + 'gd_mask-rcnn_effnetlite0_fpn_150it_semi-0.08-demo.py', 'none'),
+    ('s4m', 's4m', D + 's4m_mask-rcnn_effnetlite0_fpn_150it_semi-0.08-demo.py', 'config'),
 ]
-STAGES = (('teacher', 'teacher'), ('refined', 'SAM-refined'))
 
 
 def score(config: str, ckpt: str, sam: str, gt: str, img_dir: str, num: int, out: str) -> Dict:
@@ -77,7 +77,7 @@ def main() -> None:
              '| --- | --- | ' + ' | '.join('---' for _ in QUALITY_COLUMNS) + ' |']
     summary: Dict[str, Dict[str, Dict]] = {}
     for row, *_ in TEACHERS:
-        for key, name in STAGES:
+        for key, name in QUALITY_STAGES:
             if f'{key}_precision' not in per_seed[next(iter(per_seed))][row]:
                 continue
             cells: List[str] = []

@@ -30,8 +30,8 @@ import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
-SEMI = 'configs/demo/gd_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py'
-REFINE = 'configs/demo/s4m-refine_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py'
+SEMI = 'configs/demo/gd_mask-rcnn_effnetlite0_fpn_150it_semi-0.08-demo.py'
+REFINE = 'configs/demo/s4m-refine_mask-rcnn_effnetlite0_fpn_150it_semi-0.08-demo.py'
 SUP = 'configs/demo/mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py'
 VARIANTS = ['mmdet_semi', 'no_sam', 'sam', 'sam_cache', 'sam_cache_bf16', 'offline']
 

@@ -48,5 +48,5 @@ def test_mim_search_lists_the_configs():
                          timeout=300, cwd='/')
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     for name in ('s4m_mask2former_r50_368k_semi-0.01-coco',
-                 's4m_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo'):
+                 's4m_mask-rcnn_effnetlite0_fpn_150it_semi-0.08-demo'):
         assert name in out.stdout, out.stdout[-3000:]

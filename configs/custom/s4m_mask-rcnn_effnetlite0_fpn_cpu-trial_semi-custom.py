@@ -5,7 +5,7 @@
 # (`UnlabeledImageFolder`) or the json of custom_data. Train with
 # `--cfg-options load_from=<checkpoint of s4m-distill_mask-rcnn_effnetlite0_fpn_cpu-trial_sup-custom.py>`.
 # The GPU recipe is `s4m_mask-rcnn_r50_fpn_180k_semi-custom.py`.
-_base_ = ['../demo/s4m-arp_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py',
+_base_ = ['../demo/s4m-arp_mask-rcnn_effnetlite0_fpn_150it_semi-0.08-demo.py',
           './custom_data.py']
 
 __data = _base_.custom_data

@@ -7,7 +7,7 @@
 # [0.3, 0.95]. Note the stage-1 teacher was trained on these images, so its precision
 # there is optimistic; with more labelled data, hold a slice out for calibration.
 # Reliability diagrams: work_dir/calibration/reliability_iter_{N}.png (and TensorBoard).
-_base_ = './gd_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py'
+_base_ = './gd_mask-rcnn_effnetlite0_fpn_150it_semi-0.08-demo.py'
 
 # Calibration slice and hook settings: configs/_base_/datasets/semi_demo_instance.py.
 custom_hooks = _base_.custom_hooks + [_base_.demo_calibration_hook]

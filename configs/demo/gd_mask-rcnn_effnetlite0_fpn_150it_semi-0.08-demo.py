@@ -18,7 +18,7 @@ model = dict(
         type='MultiBranchDataPreprocessor', data_preprocessor=detector.data_preprocessor),
     semi_train_cfg=dict(
         sup_weight=1.0,
-        # S4M uses 2.0. Demo, student started from the `sup` teacher, 200 iterations:
+        # S4M uses 2.0. Demo, student started from the `sup` teacher, earlier 200-iteration recipe:
         # segm AP 0.555 at 1.0, 0.509 at 2.0 (seed 0).
         unsup_weight=1.0,
         score_thr=0.7,

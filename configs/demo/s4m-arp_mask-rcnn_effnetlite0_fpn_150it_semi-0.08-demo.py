@@ -3,7 +3,7 @@
 # stage-1 checkpoint (`load_from`, set by tools/misc/run_demo.py).
 # ARP's area threshold is S4M's 3000 px at COCO scale (~1 % of a 640 x 480 image) scaled to
 # the 256 x 256 demo images: 600 px.
-_base_ = './s4m-refine_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py'
+_base_ = './s4m-refine_mask-rcnn_effnetlite0_fpn_150it_semi-0.08-demo.py'
 
 model = dict(
     semi_train_cfg=dict(

@@ -4,7 +4,7 @@
 # LiteMedSAM is box-prompted: measured on a real VOC image, box-only prompts beat box + 1/3
 # points (mean IoU 0.379 vs 0.302/0.266), so the demo prompts with the teacher box and takes
 # the single-mask output. With ViT SAM checkpoints use S4M's 3 points + multimask.
-_base_ = './gd_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py'
+_base_ = './gd_mask-rcnn_effnetlite0_fpn_150it_semi-0.08-demo.py'
 
 model = dict(
     semi_train_cfg=dict(

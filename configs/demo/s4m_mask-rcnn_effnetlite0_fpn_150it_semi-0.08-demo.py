@@ -3,7 +3,7 @@
 # refinement only of the classes where SAM is measured to help (mmssis' addition; S4M
 # refines every pseudo-mask: `s4m-sam-always_...`). Both measured on the labelled
 # calibration slice: configs/_base_/datasets/semi_demo_instance.py.
-_base_ = './s4m-arp_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py'
+_base_ = './s4m-arp_mask-rcnn_effnetlite0_fpn_150it_semi-0.08-demo.py'
 
 model = dict(semi_train_cfg=dict(sam_refiner=dict(policy='measured')))
 # The SAM benefit is measured after calibration (same priority, list order).

@@ -4,7 +4,7 @@ import uuid
 from mmengine.config import Config
 
 DEMO_SUP_CONFIG = 'configs/demo/mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py'
-DEMO_SEMI_CONFIG = 'configs/demo/gd_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py'
+DEMO_SEMI_CONFIG = 'configs/demo/gd_mask-rcnn_effnetlite0_fpn_150it_semi-0.08-demo.py'
 
 
 def shrink_for_test(cfg: Config, data_root: str, work_dir: str, max_iters: int = 4,

@@ -13,7 +13,7 @@ HERE = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(osp.dirname(HERE))
 PYTHON = sys.executable
 REFINE_CONFIG = osp.join(
-    REPO, 'configs/demo/s4m-refine_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py')
+    REPO, 'configs/demo/s4m-refine_mask-rcnn_effnetlite0_fpn_150it_semi-0.08-demo.py')
 
 
 def speed_up(cfg: Config, scale: int = 128) -> Config:

@@ -5,7 +5,7 @@ import pytest
 from mmssis.testing.tools import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIG = osp.join(REPO, 'configs/demo/s4m-refine_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py')
+CONFIG = osp.join(REPO, 'configs/demo/s4m-refine_mask-rcnn_effnetlite0_fpn_150it_semi-0.08-demo.py')
 
 
 def _tool():

@@ -15,7 +15,7 @@ from mmssis.testing.tools import load_tool
 from mmssis.utils import sam_free_message, strip_sam_for_eval
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-S4M_DEMO = osp.join(REPO, 'configs/demo/s4m_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py')
+S4M_DEMO = osp.join(REPO, 'configs/demo/s4m_mask-rcnn_effnetlite0_fpn_150it_semi-0.08-demo.py')
 DISTILL_DEMO = osp.join(
     REPO, 'configs/demo/s4m-distill_mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py')
 S4M_PAPER = osp.join(REPO, 'configs/s4m/s4m_mask-rcnn_r50_fpn_180k_semi-0.1-coco.py')

@@ -9,7 +9,7 @@ the teacher view with the kept pseudo-masks, the SAM-refined masks (``--sam``) a
 student input with the pseudo-masks it is trained on::
 
     python tools/analysis_tools/browse_pseudo_labels.py \\
-        configs/demo/s4m-refine_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py \\
+        configs/demo/s4m-refine_mask-rcnn_effnetlite0_fpn_150it_semi-0.08-demo.py \\
         work_dirs/demo/sup/final.pth --out-dir work_dirs/demo/pseudo_vis --num 8 --sam
 
 A plain (stage-1) checkpoint fills the teacher; a semi checkpoint loads both networks.

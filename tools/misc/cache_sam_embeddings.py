@@ -6,7 +6,7 @@ embeddings do not depend on the augmentation, so they can be computed once befor
 (on any machine) and every later run, resumed run or parallel run reads them::
 
     python tools/misc/cache_sam_embeddings.py \\
-        configs/demo/s4m-refine_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py
+        configs/demo/s4m-refine_mask-rcnn_effnetlite0_fpn_150it_semi-0.08-demo.py
 
 Images already in the cache are skipped, so the tool can be re-run or interrupted.
 """

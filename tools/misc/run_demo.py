@@ -26,7 +26,7 @@ sys.path.insert(0, REPO)
 from mmssis.apis import StageRunner  # noqa: E402
 
 DEMO = 'configs/demo/'
-REFINE = DEMO + 's4m-refine_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py'
+REFINE = DEMO + 's4m-refine_mask-rcnn_effnetlite0_fpn_150it_semi-0.08-demo.py'
 # Each stage: a name (its work dir), its config, the stage whose final checkpoint it loads
 # (stage 2 teachers come from stage 1), other stages it waits for, and the results row it
 # produces (None: no row). Listed in start order, chosen for the critical path (SAM cache,
@@ -45,9 +45,9 @@ STAGES: List[Dict] = [
     dict(name='sup', row='sup',
          config=DEMO + 'mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py'),
     dict(name='s4m', row='s4m', load_from='s4m_stage1', after=['sam_cache'],
-         config=DEMO + 's4m_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py'),
+         config=DEMO + 's4m_mask-rcnn_effnetlite0_fpn_150it_semi-0.08-demo.py'),
     dict(name='semi', row='semi', load_from='sup',
-         config=DEMO + 'gd_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py'),
+         config=DEMO + 'gd_mask-rcnn_effnetlite0_fpn_150it_semi-0.08-demo.py'),
     # Refinement alone (no ARP, no calibration): an ablation row, run with `--stages
     # s4m_refine` or `--all`; benchmarks/ablation.py reports it over 3 seeds.
     dict(name='s4m_refine', row='s4m_refine', load_from='s4m_stage1', after=['sam_cache'],

@@ -18,7 +18,7 @@ so that MMDetection's own ``tools/test.py`` evaluates it::
 
     python tools/model_converters/export_student.py work_dirs/semi/iter_300.pth \\
         work_dirs/semi/student.pth \\
-        configs/demo/gd_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py --which student
+        configs/demo/gd_mask-rcnn_effnetlite0_fpn_150it_semi-0.08-demo.py --which student
     MMDET=$(python -c 'import mmdet, os; print(os.path.dirname(mmdet.__file__))')
     PYTHONPATH=. python $MMDET/.mim/tools/test.py work_dirs/semi/student.py \\
         work_dirs/semi/student.pth

@@ -275,7 +275,7 @@ def test_state_round_trips_through_checkpoint(tmp_path):
     assert fresh.model.class_score_thr is None and fresh_hook.thresholds is None
 
 
-CALIB_CONFIG = 'configs/demo/gd-calib_mask-rcnn_effnetlite0_fpn_200it_semi-0.08-demo.py'
+CALIB_CONFIG = 'configs/demo/gd-calib_mask-rcnn_effnetlite0_fpn_150it_semi-0.08-demo.py'
 
 
 def _calib_run_cfg(demo, work_dir, max_iters: int):
