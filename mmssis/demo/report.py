@@ -13,6 +13,8 @@ import os.path as osp
 import statistics
 from typing import Dict, List, Optional, Sequence
 
+from mmssis.evaluation.pseudo_label_quality import QUALITY_STAGES  # noqa: F401 (re-exported)
+
 #: Bar chart geometry (SVG user units).
 _W, _H, _BAR, _GAP, _LEFT, _TOP, _BOTTOM = 640, 260, 56, 36, 48, 16, 60
 
@@ -107,7 +109,6 @@ def report_rows(results: Dict[str, Dict], ablation: Optional[dict] = None) -> Li
     return rows
 
 
-QUALITY_STAGES = (('teacher', 'teacher'), ('refined', 'SAM-refined'), ('mixed', 'ARP-mixed'))
 QUALITY_COLUMNS = (('precision', 'precision'), ('recall', 'recall'),
                    ('miou', 'mask IoU of matched'), ('best_iou', 'best IoU per GT'),
                    ('num_pred', 'pseudo-labels'), ('num_tp', 'matched'), ('num_gt', 'GT objects'))

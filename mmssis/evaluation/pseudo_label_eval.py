@@ -10,6 +10,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import torch
+from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 from torch import Tensor
 
@@ -44,8 +45,11 @@ def mix_with_gt(mixer, preds: List[InstanceData], gts: List[InstanceData],
     the remaining pixels. The batch's images are replaced by maps of ground-truth object
     ids (one channel, 0 = background) and mixed with the pseudo-labels by ``mixer``: its
     draws depend on the masks only, and an id moves with its pixel, so the mixed id maps
-    are the ground truth of the mixed images. Needs non-overlapping GT masks (visible
-    parts, as COCO-style instance annotations of one image are).
+    are the ground truth of the mixed images. An id map holds one object per pixel: where
+    GT masks of an image overlap, the later object keeps the shared pixels (COCO-style
+    annotations of visible parts do not overlap). A batch of fewer than 2 images (an odd
+    last batch) cannot be mixed (ARP pairs images; training refuses such layouts before
+    iteration 0) and comes back unmixed.
 
     Args:
         mixer: An ``ARPInstanceMixer`` (called as ``mixer(inputs, samples, rng=rng)``).
@@ -58,17 +62,19 @@ def mix_with_gt(mixer, preds: List[InstanceData], gts: List[InstanceData],
         ``B`` pairs ``(pseudo-labels, ground truth)`` after mixing, in the same frames
         (images the mixer left alone come back unchanged).
     """
-    from mmdet.structures import DetDataSample
+    if len(gts) < 2:
+        return list(zip(preds, gts))
     shapes = [tuple(int(v) for v in g.masks.shape[-2:]) for g in gts]
     h_pad, w_pad = (max(s[k] for s in shapes) for k in (0, 1))
     ids = torch.zeros((len(gts), 1, h_pad, w_pad), dtype=torch.float64)
     labels: List[Tensor] = []
     samples = []
+    offset = 0  # ids are unique over the batch: image n's objects follow image n-1's
     for n, (pred, gt, (h, w)) in enumerate(zip(preds, gts, shapes)):
         masks = gt.masks.cpu().bool()
-        base = sum(len(g) for g in gts[:n])
         for g in range(len(gt)):
-            ids[n, 0, :h, :w][masks[g]] = base + g + 1
+            ids[n, 0, :h, :w][masks[g]] = offset + g + 1
+        offset += len(gt)
         labels.append(gt.labels.cpu())
         pm = torch.zeros((len(pred), h_pad, w_pad), dtype=torch.bool)
         pm[:, :h, :w] = pred.masks.cpu().bool()
@@ -149,6 +155,7 @@ def evaluate_pseudo_labels(model, dataloader: Iterable, max_images: Optional[int
                 inputs, samples = inputs[:keep], samples[:keep]
             gts = [gt_instance_masks(s.gt_instances) for s in samples]
             record = model.pseudo_label(inputs, samples, refine=refiner or False)
+            # (pseudo-labels, GT) of each image at the path's last stage: what ARP mixes.
             last: List[Tuple[InstanceData, InstanceData]] = []
             for i, sample in enumerate(samples):
                 frame, gt = gts[i]
@@ -156,10 +163,11 @@ def evaluate_pseudo_labels(model, dataloader: Iterable, max_images: Optional[int
                 if record.refined is not None:
                     stages.append(('refined', record.refined[i]))
                 for name, pred in stages:
-                    pred, (h, w) = _in_gt_frame(pred, sample, frame)
+                    pred_in, (h, w) = _in_gt_frame(pred, sample, frame)
                     gt_in = InstanceData(masks=gt.masks[:, :h, :w], labels=gt.labels)
-                    stats[name].update(pred, gt_in)
-                last.append((pred, gt_in))
+                    stats[name].update(pred_in, gt_in)
+                    if name == stages[-1][0]:
+                        last.append((pred_in, gt_in))
                 if sam_benefit is not None and record.refined is not None:
                     _add_pairs(sam_benefit, record, i, sample, frame, gt)
                 if bar is not None:

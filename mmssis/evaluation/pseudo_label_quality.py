@@ -110,10 +110,14 @@ def gt_instance_masks(gt: InstanceData) -> Tuple[Tuple[int, int], InstanceData]:
     return frame, InstanceData(masks=as_bool_masks(masks), labels=gt.labels)
 
 
+#: The pseudo-label stages scored against GT, in path order: ``(metric prefix, title)``.
+QUALITY_STAGES = (('teacher', 'teacher'), ('refined', 'SAM-refined'), ('mixed', 'ARP-mixed'))
+
+
 def format_quality_table(metrics: Dict[str, float]) -> str:
     """A small text table (rows teacher/refined/mixed; precision, recall, mIoU ...)."""
     cols = ('precision', 'recall', 'miou', 'best_iou', 'num_pred', 'num_gt', 'num_tp')
-    rows = [n for n in ('teacher', 'refined', 'mixed') if f'{n}_precision' in metrics]
+    rows = [n for n, _ in QUALITY_STAGES if f'{n}_precision' in metrics]
     lines = ['stage    ' + ''.join(f'{c:>11}' for c in cols)]
     for r in rows:
         vals = []

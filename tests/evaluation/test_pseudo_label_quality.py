@@ -258,3 +258,43 @@ def test_mix_with_gt_pastes_only_the_object_under_a_sloppy_pseudo_mask():
     assert torch.equal(g1.masks[0], disc) and torch.equal(p1.masks[0], _box(5, 5, 16, 16))
     iou = _metrics(p1, g1, iou_thr=0.1)['miou']
     assert iou == pytest.approx(disc.sum().item() / 121)
+
+
+def test_mix_with_gt_leaves_a_single_image_batch_unmixed():
+    """An odd last batch of one image cannot be paired: it comes back as it went in
+    (the mixer itself refuses such a batch, as training must)."""
+    import numpy as np
+
+    from mmssis.evaluation.pseudo_label_eval import mix_with_gt
+    from mmssis.models.augments.instance_mixer import ARPLayoutError
+    gts = [_inst([_box(2, 2, 9, 9)], [0])]
+    preds = [_inst([_box(2, 2, 8, 8)], [0], [0.9])]
+    with pytest.raises(ARPLayoutError):
+        _mixer()(torch.zeros(1, 1, 20, 20), [], rng=np.random.default_rng(0))
+    ((pred, gt),) = mix_with_gt(_mixer(), preds, gts, np.random.default_rng(0))
+    assert pred is preds[0] and gt is gts[0]
+
+
+def test_mix_with_gt_gives_overlapping_gt_pixels_to_the_later_object():
+    """The id map holds one object per pixel: the documented rule for overlapping GT."""
+    import numpy as np
+
+    from mmssis.evaluation.pseudo_label_eval import mix_with_gt
+    a, b = _box(2, 2, 12, 12), _box(8, 8, 18, 18)
+    gts = [_inst([a, b], [0, 1]), _inst([], [])]
+    preds = [_inst([], [], []), _inst([], [], [])]
+    (_, g0), _ = mix_with_gt(_mixer(), preds, gts, np.random.default_rng(0))
+    assert g0.labels.tolist() == [0, 1]
+    assert torch.equal(g0.masks[1], b) and torch.equal(g0.masks[0], a & ~b)
+
+
+def test_mixed_stage_runs_over_an_odd_last_batch(tiny_demo, monkeypatch):
+    """4 val images in batches of 3: the last batch of 1 is scored unmixed, not refused."""
+    from mmssis.models.augments import ARPInstanceMixer
+    monkeypatch.setattr(semi_mask_detector, 'teacher_pseudo_instances',
+                        gt_teacher_pseudo_instances)
+    metrics = evaluate_pseudo_labels(_semi_model(), _val_loader(tiny_demo, batch_size=3),
+                                     refiner=None,
+                                     mixer=ARPInstanceMixer(num_pairs=1, min_area=50, seed=0))
+    assert metrics['mixed_num_images'] == 4
+    assert metrics['mixed_precision'] == pytest.approx(1.0)
