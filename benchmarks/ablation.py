@@ -30,6 +30,7 @@ sys.path.insert(0, REPO)
 
 from mmssis.apis import StageRunner  # noqa: E402
 from mmssis.demo.report import machine_description  # noqa: E402
+from mmssis.utils.machine import cpu_info  # noqa: E402
 
 D = 'configs/demo/'
 SUP = D + 'mask-rcnn_effnetlite0_fpn_300it_sup-0.08-demo.py'
@@ -159,8 +160,10 @@ def main() -> None:
         f.write('\n'.join(lines) + '\n')
     with open(args.out + '.json', 'w') as f:
         # configs: what the demo report matches its rows by (mmssis.demo.report)
+        # cpu: what the demo report picks this CPU kind's ablation by
         json.dump(dict(seeds=args.seeds, segm_ap=aps,
-                       configs={row: cfg for row, _, cfg, _ in rows}), f, indent=2)
+                       configs={row: cfg for row, _, cfg, _ in rows},
+                       machine=machine_description(), cpu=cpu_info()), f, indent=2)
     print('\n'.join(lines))
 
 

@@ -8,6 +8,7 @@ offline in any browser, nothing to install.
 """
 import base64
 import html
+import json
 import os
 import os.path as osp
 import statistics
@@ -51,6 +52,34 @@ def ablation_by_config(ablation: Optional[dict]) -> Dict[str, Dict]:
                          'benchmarks/ablation.py, which writes it')
     return {configs[row]: dict(row=row, values=list(v), **seed_spread(v))
             for row, v in aps.items() if row in configs}
+
+
+def pick_ablation(results_dir: str, torch_kernels: str) -> Optional[str]:
+    """The seed ablation measured on this CPU kind, else the default one.
+
+    Kernels (and so the demo's numbers) differ between AVX-512 and AVX2 machines
+    (``benchmarks/results/cpu_isa_pinning_amd.md``): a report compares a run with the
+    ablation whose ``cpu.torch_kernels`` (written by ``benchmarks/ablation.py``) is the
+    run's.
+
+    Args:
+        results_dir: The folder of the ``ablation*.json`` files.
+        torch_kernels: This machine's ``torch.backends.cpu.get_cpu_capability()``.
+
+    Returns:
+        The path of the matching ``ablation*.json`` (``ablation.json`` first), else of
+        ``ablation.json`` if it exists, else None.
+    """
+    default = osp.join(results_dir, 'ablation.json')
+    names = sorted(n for n in os.listdir(results_dir)
+                   if n.startswith('ablation') and n.endswith('.json')) \
+        if osp.isdir(results_dir) else []
+    paths = sorted((osp.join(results_dir, n) for n in names), key=lambda p: p != default)
+    for path in paths:
+        with open(path) as f:
+            if json.load(f).get('cpu', {}).get('torch_kernels') == torch_kernels:
+                return path
+    return default if osp.isfile(default) else None
 
 
 def _bars_svg(rows: List[Dict]) -> str:

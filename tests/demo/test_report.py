@@ -8,8 +8,8 @@ import mmcv
 import numpy as np
 import pytest
 
-from mmssis.demo.report import (ablation_by_config, machine_description, report_rows,
-                                seed_spread, write_report)
+from mmssis.demo.report import (ablation_by_config, machine_description, pick_ablation,
+                                report_rows, seed_spread, write_report)
 from mmssis.testing.tools import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -106,3 +106,27 @@ def test_report_shows_the_pseudo_label_quality_per_stage(tmp_path):
     assert 'Pseudo-label quality on the unlabelled images' in page
     assert '<td>SAM-refined</td><td>0.850</td>' in page and '40 unlabelled images' in page
     assert 'w/s4m/final.pth' in page
+
+
+def test_report_picks_the_ablation_of_this_cpu_kind(tmp_path):
+    """Demo numbers are per CPU kind: the report compares with that kind's ablation, and
+    falls back to ablation.json (then to nothing) when no file names this kind."""
+    def write(name, kernels=None):
+        d = dict(ABLATION, **(dict(cpu=dict(torch_kernels=kernels)) if kernels else {}))
+        (tmp_path / name).write_text(json.dumps(d))
+    assert pick_ablation(str(tmp_path), 'AVX2') is None
+    write('ablation.json', 'AVX512')
+    write('ablation_amd.json', 'AVX2')
+    write('ablation_old.json')
+    assert pick_ablation(str(tmp_path), 'AVX2') == str(tmp_path / 'ablation_amd.json')
+    assert pick_ablation(str(tmp_path), 'AVX512') == str(tmp_path / 'ablation.json')
+    assert pick_ablation(str(tmp_path), 'DEFAULT') == str(tmp_path / 'ablation.json')
+
+
+def test_shipped_ablations_name_their_cpu_kind():
+    """Every shipped ablation says which CPU kind measured it (what the report picks by)."""
+    import glob
+    files = glob.glob(osp.join(REPO, 'benchmarks', 'results', 'ablation*.json'))
+    assert files
+    kinds = [json.load(open(f))['cpu']['torch_kernels'] for f in files]
+    assert len(set(kinds)) == len(kinds)

@@ -162,6 +162,8 @@ def main() -> None:
     quality_file = osp.join(args.work_dir, 'pseudo_label_quality.json')
     stages = report_stages(wanted_stages(args.stages, args.all), args.work_dir,
                            args.data_root, None if args.no_panel else panel, quality_file)
+    from mmssis.demo.report import machine_description
+    machine = machine_description()
     runner = StageRunner(stages, args.work_dir, args.jobs, args.force)
     try:
         runner.run()
@@ -177,6 +179,8 @@ def main() -> None:
                 'bbox_mAP': m['coco/bbox_mAP'],
                 'segm_mAP_50': m['coco/segm_mAP_50'],
                 'config': stage['config'],
+                # rows can come from earlier runs: each names the machine it was measured on
+                'machine': machine,
             }
         results = in_stage_order(results)
         with open(results_file, 'w') as f:
@@ -197,10 +201,11 @@ def main() -> None:
     for row, r in results.items():
         ratio = f'{r["segm_mAP"] / sup:>10.2f}' if sup else f'{"-":>10}'
         print(f'{row:<14}{r["segm_mAP"]:>10.3f}{r["bbox_mAP"]:>10.3f}{ratio}')
-    ablation = osp.join(REPO, 'benchmarks', 'results', 'ablation.md')
-    print('\nOne seed (the configs as they are). Rows differ by a few points from seed to seed: '
-          f'{osp.relpath(ablation, REPO)} gives every row as mean ± spread over seeds '
-          '(python benchmarks/ablation.py --seeds 0 1 2 --seed0-dir ' + args.work_dir + ').')
+    ablation = osp.splitext(this_kinds_ablation())[0] + '.md'
+    print('\nOne seed (the configs as they are). Rows differ by a few points from seed to seed '
+          f'and between CPU kinds: {osp.relpath(ablation, REPO)} gives every row as mean ± '
+          'spread over seeds on this CPU kind (python benchmarks/ablation.py --seeds 0 1 2 '
+          '--seed0-dir ' + args.work_dir + ').')
     print(f'\nwritten {results_file}; timings (s): ' +
           ', '.join(f'{k}={v:.0f}' for k, v in timings.items()) +
           f'; total {time.time() - t0:.0f}s')
@@ -228,15 +233,26 @@ def in_stage_order(results: Dict) -> Dict:
     return {**{row: results[row] for row in order}, **results}
 
 
+def this_kinds_ablation() -> str:
+    """The shipped seed ablation of this machine's CPU kind (else the default one)."""
+    import torch
+
+    from mmssis.demo.report import pick_ablation
+    return pick_ablation(osp.join(REPO, 'benchmarks', 'results'),
+                         torch.backends.cpu.get_cpu_capability())
+
+
 def write_demo_report(work_dir: str, results: Dict, panel: Optional[str],
                       quality: Optional[Dict] = None) -> str:
     """``<work_dir>/report.html``: this run's rows, the last ablation's seeds, the panel."""
     from mmssis.demo.report import machine_description, write_report
-    with open(osp.join(REPO, 'benchmarks', 'results', 'ablation.json')) as f:
+    path = this_kinds_ablation()
+    with open(path) as f:
         ablation = json.load(f)
+    where = ablation.get('machine', 'machine not recorded')
     notes = ['One seed: the configs as they are. The red marks are the last seed ablation '
-             '(benchmarks/results/ablation.md, its own machine and commit): rows differ by a '
-             'few points from seed to seed and between CPU kinds.']
+             f'on this CPU kind if there is one ({osp.relpath(path, REPO)}: {where}; its own '
+             'commit): rows differ by a few points from seed to seed and between CPU kinds.']
     return write_report(osp.join(work_dir, 'report.html'), results, ablation, panel,
                         machine_description(), notes, quality)
 
