@@ -27,7 +27,7 @@ import mmcv
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.registry import DefaultScope
-from mmengine.runner import load_checkpoint
+from mmengine.runner import load_checkpoint, set_random_seed
 
 from mmssis.datasets.semi_data import build_unlabelled_dataset  # noqa: F401 (re-export)
 from mmssis.engine.hooks.pseudo_label_vis_hook import unlabelled_batch
@@ -35,6 +35,7 @@ from mmssis.engine.hooks.sam_benefit_hook import restore_sam_decisions
 from mmssis.models.utils import view_normalization
 from mmssis.registry import MODELS
 from mmssis.utils import install_safe_globals, register_all_modules
+from mmssis.utils.rank_seed import derived_seed
 from mmssis.visualization import draw_rows_quietly, make_drawer, student_title, tile_rows
 
 
@@ -53,6 +54,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='images per teacher batch (ARP mixes within a batch)')
     parser.add_argument('--panel', default=None,
                         help='also write all rows into this one PNG (one image per row)')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed of the views (random resize, flip, photometric): the same '
+                        'seed draws the same panels')
     parser.add_argument('--device', default=None,
                         help='cuda when available, else cpu (default)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -103,7 +107,8 @@ def build_semi_model(cfg: Config, checkpoint: Optional[str], use_sam: bool,
 
 def browse(model: torch.nn.Module, dataset, out_dir: str, num: int, batch_size: int = 2,
            use_sam: bool = True, use_mixer: bool = True, show_student: bool = True,
-           dataset_meta: Optional[dict] = None, panel: Optional[str] = None) -> List[str]:
+           dataset_meta: Optional[dict] = None, panel: Optional[str] = None,
+           seed: int = 0) -> List[str]:
     """Write ``<out_dir>/<index>_<image stem>.png`` panels for the first ``num`` images.
 
     Args:
@@ -116,6 +121,9 @@ def browse(model: torch.nn.Module, dataset, out_dir: str, num: int, batch_size: 
         show_student: Draw the student panel.
         dataset_meta: Class names and palette (default: the data set's ``metainfo``).
         panel: Also write every row, stacked top to bottom, into this PNG.
+        seed: The pipeline's random views (drawn from the global generators) of the
+            batch starting at image ``k`` come from ``(seed, 'browse', k)``: the same
+            seed gives the same panels, whatever ran before in the process.
 
     Returns:
         The written file paths, in data set order.
@@ -128,6 +136,7 @@ def browse(model: torch.nn.Module, dataset, out_dir: str, num: int, batch_size: 
     written, all_rows = [], []
     for start in range(0, num, batch_size):
         indices = list(range(start, min(start + batch_size, num)))
+        set_random_seed(derived_seed(seed, 'browse', start, step=0) % 2**32)
         data = unlabelled_batch(model, dataset, indices)
         record = model.pseudo_label(
             data['inputs']['unsup_teacher'], data['data_samples']['unsup_teacher'],
@@ -158,7 +167,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     dataset = build_unlabelled_dataset(cfg)
     written = browse(model, dataset, args.out_dir, args.num, args.batch_size,
                      use_sam=args.sam, use_mixer=not args.no_mixer,
-                     show_student=not args.no_student, panel=args.panel)
+                     show_student=not args.no_student, panel=args.panel, seed=args.seed)
     print(f'wrote {len(written)} panels to {args.out_dir}' +
           (f' and the stacked panel {args.panel}' if args.panel else ''))
     return written
