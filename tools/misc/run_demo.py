@@ -201,11 +201,12 @@ def main() -> None:
     for row, r in results.items():
         ratio = f'{r["segm_mAP"] / sup:>10.2f}' if sup else f'{"-":>10}'
         print(f'{row:<14}{r["segm_mAP"]:>10.3f}{r["bbox_mAP"]:>10.3f}{ratio}')
-    ablation = osp.splitext(this_kinds_ablation())[0] + '.md'
+    ablation_json = this_kinds_ablation()
+    ablation = osp.splitext(ablation_json)[0] + '.md'
     print('\nOne seed (the configs as they are). Rows differ by a few points from seed to seed '
           f'and between CPU kinds: {osp.relpath(ablation, REPO)} gives every row as mean ± '
-          'spread over seeds on this CPU kind (python benchmarks/ablation.py --seeds 0 1 2 '
-          '--seed0-dir ' + args.work_dir + ').')
+          'spread over seeds (python benchmarks/ablation.py --seeds 0 1 2 '
+          '--seed0-dir ' + args.work_dir + '; its machine line says which CPU kind).')
     print(f'\nwritten {results_file}; timings (s): ' +
           ', '.join(f'{k}={v:.0f}' for k, v in timings.items()) +
           f'; total {time.time() - t0:.0f}s')
@@ -218,7 +219,7 @@ def main() -> None:
             print(f'{row[0]:<13}' + ''.join(f'{c:>11}' for c in row[1:]))
     report = write_demo_report(args.work_dir, results,
                                panel if osp.isfile(panel) and not args.no_panel else None,
-                               quality)
+                               quality, ablation_json, machine)
     print(f'\nreport (open it in a browser): {report}')
 
 
@@ -234,19 +235,31 @@ def in_stage_order(results: Dict) -> Dict:
 
 
 def this_kinds_ablation() -> str:
-    """The shipped seed ablation of this machine's CPU kind (else the default one)."""
+    """The shipped seed ablation of this machine's CPU kind (else the default one).
+
+    Raises:
+        FileNotFoundError: No ``benchmarks/results/ablation*.json`` is shipped.
+    """
     import torch
 
     from mmssis.demo.report import pick_ablation
-    return pick_ablation(osp.join(REPO, 'benchmarks', 'results'),
-                         torch.backends.cpu.get_cpu_capability())
+    folder = osp.join(REPO, 'benchmarks', 'results')
+    path = pick_ablation(folder, torch.backends.cpu.get_cpu_capability())
+    if path is None:
+        raise FileNotFoundError(f'demo report: no seed ablation in {folder} (ablation.json: '
+                                'run benchmarks/ablation.py)')
+    return path
 
 
 def write_demo_report(work_dir: str, results: Dict, panel: Optional[str],
-                      quality: Optional[Dict] = None) -> str:
-    """``<work_dir>/report.html``: this run's rows, the last ablation's seeds, the panel."""
+                      quality: Optional[Dict] = None, path: Optional[str] = None,
+                      machine: Optional[str] = None) -> str:
+    """``<work_dir>/report.html``: this run's rows, the last ablation's seeds, the panel.
+
+    ``path`` (the ablation json) and ``machine`` default to :func:`this_kinds_ablation`
+    and :func:`machine_description`."""
     from mmssis.demo.report import machine_description, write_report
-    path = this_kinds_ablation()
+    path = path or this_kinds_ablation()
     with open(path) as f:
         ablation = json.load(f)
     where = ablation.get('machine', 'machine not recorded')
@@ -254,7 +267,7 @@ def write_demo_report(work_dir: str, results: Dict, panel: Optional[str],
              f'on this CPU kind if there is one ({osp.relpath(path, REPO)}: {where}; its own '
              'commit): rows differ by a few points from seed to seed and between CPU kinds.']
     return write_report(osp.join(work_dir, 'report.html'), results, ablation, panel,
-                        machine_description(), notes, quality)
+                        machine or machine_description(), notes, quality)
 
 
 if __name__ == '__main__':
